@@ -1,0 +1,1 @@
+"""The SQLite index: models, engine, migrations and queries."""

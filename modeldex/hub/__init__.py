@@ -1,0 +1,1 @@
+"""Everything CivitAI: API client, downloads, sync and `modeldex serve`."""
