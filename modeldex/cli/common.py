@@ -5,12 +5,17 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
 
 from modeldex.errors import ModeldexError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from modeldex.config import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,3 +45,17 @@ def echo_json_line(obj: object) -> None:
     import json
 
     click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def open_database(settings: Settings) -> sessionmaker[Session]:
+    """Open the index database in force, upgraded to the newest schema, and return its session factory.
+
+    Raises `DatabaseError` (one line for the user) when it cannot be opened or migrated.
+    """
+    # Imported here: SQLAlchemy and Alembic cost about 0.1 s, which commands without the index should not pay.
+    from modeldex.db.engine import make_engine, session_factory
+    from modeldex.db.migrate import ensure_schema
+
+    engine = make_engine(settings.resolved_db_url)
+    ensure_schema(engine)
+    return session_factory(engine)
