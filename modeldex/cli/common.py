@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from modeldex.errors import ModeldexError
 
@@ -31,7 +32,11 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ModeldexError as exc:
-            err_console.print(f"[bold red]modeldex: {exc.title}:[/] {exc.message}", markup=True)
+            # Escaped: messages hold paths and TOML table names like "[sort]" that Rich would eat as markup.
+            # soft_wrap: the error stays one line however narrow the terminal, so scripts can grep it.
+            err_console.print(
+                f"[bold red]modeldex: {escape(exc.title)}:[/] {escape(exc.message)}", markup=True, soft_wrap=True
+            )
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("modeldex: interrupted")
