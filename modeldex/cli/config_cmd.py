@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
 from modeldex.cli.common import user_errors
-from modeldex.config import config_path, load_settings
+from modeldex.config import API_KEY_ENV, ENV_PREFIX, Settings, config_path, load_settings
+
+REDACTED = "***"
 
 
 @click.group()
@@ -19,19 +22,35 @@ def config() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
 @user_errors
 def show(as_json: bool) -> None:
-    """Print every setting with the value in force (flag > env > file > default). The API key is redacted."""
+    """Print every setting with the value in force (flag > env > file > default). Secrets are redacted."""
     settings = load_settings()
-    data = settings.model_dump(mode="json", exclude={"config_file"})
-    data["db_url"] = settings.resolved_db_url
-    if data.get("civitai_api_key"):
-        data["civitai_api_key"] = "***"
+    data = settings_for_display(settings)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     import tomli_w
 
-    click.echo(f"# config file: {config_path()}")
+    state = "" if settings.config_file and settings.config_file.is_file() else " (not found: defaults in use)"
+    click.echo(f"# config file: {settings.config_file}{state}")
+    env = sorted(name for name in os.environ if name.startswith(ENV_PREFIX) or name == API_KEY_ENV)
+    if env:
+        click.echo(f"# from the environment: {', '.join(env)}")
     click.echo(tomli_w.dumps(_drop_none(data)), nl=False)
+
+
+def settings_for_display(settings: Settings) -> dict[str, object]:
+    """The settings as plain JSON values, the default database URL filled in, the API key and DB password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    data: dict[str, object] = settings.model_dump(mode="json", exclude={"config_file"})
+    try:
+        data["db_url"] = make_url(settings.resolved_db_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        data["db_url"] = settings.resolved_db_url  # not a URL at all: nothing to hide, and opening it will say so
+    if data.get("civitai_api_key"):
+        data["civitai_api_key"] = REDACTED
+    return data
 
 
 def _drop_none(data: dict[str, object]) -> dict[str, object]:
@@ -41,5 +60,5 @@ def _drop_none(data: dict[str, object]) -> dict[str, object]:
 
 @config.command("path")
 def path() -> None:
-    """Print the config file path (`MODELDEX_CONFIG` or the platform default)."""
+    """Print the config file path (`MODELDEX_CONFIG` or the platform default); it may not exist yet."""
     click.echo(str(config_path()))
