@@ -7,6 +7,8 @@ matches as a prefix ("pon" finds "pony"), and the user's text is never parsed as
 
 from __future__ import annotations
 
+import unicodedata
+
 from sqlalchemy import ColumnElement, Text, and_, case, cast, exists, or_, select, text
 from sqlalchemy.orm import Session
 
@@ -19,8 +21,12 @@ _WEIGHTS = (10.0, 4.0, 4.0, 3.0, 1.0)
 
 
 def query_words(query: str) -> list[str]:
-    """The words of a user query: whitespace-separated, keeping only those with a letter or digit in them."""
-    return [word for word in query.split() if any(ch.isalnum() for ch in word)]
+    """The words of a user query: whitespace-separated, keeping only those with a letter or digit in them.
+
+    Control characters separate words too: FTS5 reads a NUL as the end of the query ("unterminated string").
+    """
+    cleaned = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in query)
+    return [word for word in cleaned.split() if any(ch.isalnum() for ch in word)]
 
 
 def fts_match_expression(query: str) -> str | None:
