@@ -110,7 +110,8 @@ class _TomlSource(PydanticBaseSettingsSource):
         raise NotImplementedError  # __call__ returns the whole mapping
 
     def __call__(self) -> dict[str, Any]:
-        given = self.current_state.get("config_file")
+        # Earlier sources (flag, environment) are already merged here, keyed by field name or by alias.
+        given = self.current_state.get(CONFIG_ENV) or self.current_state.get("config_file")
         path = config_path(Path(given) if given else None)
         try:
             text = path.read_bytes()
