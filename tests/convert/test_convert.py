@@ -1,0 +1,138 @@
+"""Conversions of safe files made by the real torch.save, checked tensor for tensor against torch.load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from convert_helpers import (
+    assert_same_tensors,
+    assert_valid_header,
+    flatten,
+    leftovers,
+    save,
+    sd_like_state,
+    tricky_state,
+)
+
+from modeldex.identify import safetensors_writer
+from modeldex.identify.convert import convert_to_safetensors, default_output
+
+
+def reference(path: Path, wrapper: str | None = None) -> dict[str, torch.Tensor]:
+    loaded = torch.load(path, weights_only=True)
+    return flatten(loaded[wrapper] if wrapper else loaded)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.bfloat16], ids=["fp16", "fp32", "bf16"])
+def test_sd_like_checkpoint_matches_torch_load(tmp_path: Path, dtype: torch.dtype, legacy: bool) -> None:
+    source = save(sd_like_state(dtype), tmp_path / "model.ckpt", legacy=legacy)
+    result = convert_to_safetensors(source, durable=False)
+    assert result.output == tmp_path / "model.safetensors"
+    assert result.tensors == 10
+    assert result.bytes_written == result.output.stat().st_size
+    assert_same_tensors(result.output, reference(source))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_views_strides_expansions_and_shared_storage(tmp_path: Path, legacy: bool) -> None:
+    source = save(tricky_state(), tmp_path / "tricky.pt", legacy=legacy)
+    result = convert_to_safetensors(source, durable=False)
+    assert_same_tensors(result.output, reference(source))
+    assert {"transposed", "stepped", "expanded", "col_block", "permuted4d"} <= set(result.materialised)
+    assert "row_view" not in result.materialised  # an offset alone is still one contiguous range
+
+
+def test_strided_tensors_are_gathered_in_small_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big views are gathered piece by piece; a tiny chunk size forces every split path on small tensors."""
+    monkeypatch.setattr(safetensors_writer, "GATHER_CHUNK_BYTES", 16)
+    source = save(tricky_state(), tmp_path / "tricky.pt")
+    result = convert_to_safetensors(source, durable=False)
+    assert_same_tensors(result.output, reference(source))
+
+
+def test_plain_read_write_copy_gives_the_same_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel cannot copy_file_range (other OS, odd filesystem) the fallback writes identical bytes."""
+    source = save(tricky_state() | sd_like_state(), tmp_path / "m.pt")
+    fast = convert_to_safetensors(source, tmp_path / "fast.safetensors", durable=False)
+    monkeypatch.setattr(safetensors_writer, "_kernel_copy", False)
+    monkeypatch.setattr(safetensors_writer, "COPY_CHUNK_BYTES", 64)
+    slow = convert_to_safetensors(source, tmp_path / "slow.safetensors")
+    assert fast.output.read_bytes() == slow.output.read_bytes()
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_lightning_wrapper_is_unwrapped_and_values_kept_as_metadata(tmp_path: Path, legacy: bool) -> None:
+    checkpoint = {
+        "state_dict": sd_like_state(),
+        "global_step": 470000,
+        "epoch": 6,
+        "pytorch-lightning_version": "1.9.4",
+        "note": "trained on ümlauts",
+        "lr": 1.5e-6,
+    }
+    source = save(checkpoint, tmp_path / "v1-5.ckpt", legacy=legacy)
+    result = convert_to_safetensors(source, durable=False)
+    assert result.wrapper == "state_dict"
+    assert_same_tensors(result.output, reference(source, "state_dict"))
+    metadata = assert_valid_header(result.output)
+    assert metadata["global_step"] == "470000"
+    assert metadata["epoch"] == "6"
+    assert metadata["pytorch-lightning_version"] == "1.9.4"
+    assert metadata["note"] == "trained on ümlauts"
+    assert float(metadata["lr"]) == 1.5e-6
+    assert metadata["format"] == "pt"
+
+
+def test_nested_dicts_and_lists_are_flattened_like_the_reader(tmp_path: Path) -> None:
+    """IP-Adapter-style nesting and a hypernetwork-style list of tensors."""
+    gen = torch.Generator().manual_seed(3)
+    obj = {
+        "image_proj": {"proj.weight": torch.randn(16, 8, generator=gen), "norm.bias": torch.randn(16, generator=gen)},
+        "ip_adapter": {"1.to_k_ip.weight": torch.randn(8, 8, generator=gen).half()},
+        "layers": [torch.randn(4, 4, generator=gen), torch.randn(4, generator=gen)],
+    }
+    source = save(obj, tmp_path / "ip-adapter.bin")
+    result = convert_to_safetensors(source, durable=False)
+    expected = reference(source)
+    assert "image_proj.proj.weight" in expected and "layers.1" in expected
+    assert_same_tensors(result.output, expected)
+
+
+def test_bare_tensor_keeps_the_reader_key(tmp_path: Path) -> None:
+    tensor = torch.randn(3, 5, generator=torch.Generator().manual_seed(4)).t()
+    source = save(tensor, tmp_path / "bare.pt")
+    result = convert_to_safetensors(source, durable=False)
+    assert_same_tensors(result.output, {"": torch.load(source, weights_only=True)})
+
+
+def test_output_may_be_a_folder_or_another_name(tmp_path: Path) -> None:
+    source = save(sd_like_state(), tmp_path / "model.pth")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    into_folder = convert_to_safetensors(source, folder, durable=False)
+    assert into_folder.output == folder / "model.safetensors"
+    named = convert_to_safetensors(source, tmp_path / "renamed.safetensors", durable=False)
+    assert named.output.read_bytes() == into_folder.output.read_bytes()
+    assert default_output(source) == tmp_path / "model.safetensors"
+    assert leftovers(tmp_path) == [] and leftovers(folder) == []
+
+
+def test_conversion_imports_no_torch(tmp_path: Path) -> None:
+    """The promise of the command: torch is not needed (here it is made unimportable) and never loaded."""
+    source = save(tricky_state(), tmp_path / "m.pt")
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from pathlib import Path\n"
+        "from modeldex.identify.convert import convert_to_safetensors\n"
+        f"result = convert_to_safetensors(Path({str(source)!r}))\n"
+        "print(result.tensors)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(tricky_state()))
+    assert_same_tensors(tmp_path / "m.safetensors", reference(source))
