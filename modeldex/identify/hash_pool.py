@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from modeldex.errors import ReadError
 from modeldex.identify.hashing import FileHashes, hash_file
@@ -45,13 +45,18 @@ class OrderedPool:
         """The `threaded` argument for `hash_file` inside a task: inline while other files keep the cores busy."""
         return None if self.jobs == 1 or self.draining else False
 
-    def map(self, func: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        """Yield `func(item)` for each item in order. An exception from `func` propagates when its turn comes;
-        tasks not yet started are then cancelled."""
+    def map(
+        self, func: Callable[[T], R], items: Iterable[T], *, ready: Callable[[T], R | None] | None = None
+    ) -> Iterator[R]:
+        """Yield `func(item)` for each item in order. `ready(item)`, when given, may return a result at once (a
+        cache hit): that item takes no worker. An exception from `func` propagates when its turn comes; tasks not
+        yet started are then cancelled."""
         if self.jobs == 1:
             with self._lock:
                 self._exhausted = True
-            yield from map(func, items)
+            for item in items:
+                result = ready(item) if ready is not None else None
+                yield func(item) if result is None else result
             return
 
         def run(item: T) -> R:
@@ -61,21 +66,40 @@ class OrderedPool:
 
         window = self.jobs * WINDOW_PER_JOB
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="modeldex-pool") as executor:
-            pending: deque[Future[R]] = deque()
+            pending: deque[Future[R] | _Ready[R]] = deque()
+            in_flight = 0
             try:
                 for item in items:
-                    with self._lock:
-                        self._submitted += 1
-                    pending.append(executor.submit(run, item))
-                    if len(pending) >= window:
-                        yield pending.popleft().result()
+                    result = ready(item) if ready is not None else None
+                    if result is not None:
+                        pending.append(_Ready(result))
+                    else:
+                        with self._lock:
+                            self._submitted += 1
+                        pending.append(executor.submit(run, item))
+                        in_flight += 1
+                    # Hand out what is done at the head; wait only when the window of running tasks is full.
+                    while pending and (isinstance(pending[0], _Ready) or in_flight >= window):
+                        head = pending.popleft()
+                        if isinstance(head, Future):
+                            in_flight -= 1
+                        yield head.result()
                 with self._lock:
                     self._exhausted = True
                 while pending:
                     yield pending.popleft().result()
             finally:
                 for future in pending:
-                    future.cancel()
+                    if isinstance(future, Future):
+                        future.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready(Generic[R]):
+    value: R
+
+    def result(self) -> R:
+        return self.value
 
 
 def map_ordered(func: Callable[[T], R], items: Iterable[T], jobs: int) -> Iterator[R]:

@@ -104,3 +104,20 @@ def test_hash_files_matches_hashlib_and_keeps_order(tmp_path: Path) -> None:
         else:
             assert outcome.error is None and outcome.hashes is not None
             assert outcome.hashes.sha256 == hashlib.sha256(outcome.path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ready_items_skip_the_workers(jobs: int) -> None:
+    ran: list[int] = []
+
+    def task(i: int) -> str:
+        ran.append(i)
+        time.sleep(0.01 if i == 2 else 0)
+        return f"worked {i}"
+
+    def ready(i: int) -> str | None:
+        return f"cached {i}" if i % 2 else None
+
+    got = list(OrderedPool(jobs).map(task, range(10), ready=ready))
+    assert got == [f"cached {i}" if i % 2 else f"worked {i}" for i in range(10)]
+    assert sorted(ran) == [0, 2, 4, 6, 8]
