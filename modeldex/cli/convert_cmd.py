@@ -40,6 +40,8 @@ def convert(file: Path, out: Path | None, force: bool, as_json: bool) -> None:
     kept = [name for name in result.metadata if name != "format"]
     if kept:
         click.echo(f"  metadata kept: {', '.join(kept)}")
+    if result.skipped_keys:
+        click.echo(f"  left out (not weights): {', '.join(result.skipped_keys)}")
     if result.dropped_values:
         click.echo(f"  left out (not representable as text): {', '.join(result.dropped_values)}")
     if result.materialised:

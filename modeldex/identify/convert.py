@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import pickletools
-import re
 import secrets
 import struct
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -41,10 +38,8 @@ SAFETENSORS_SUFFIX = ".safetensors"
 MAX_METADATA_VALUE = 64 * 1024
 """Bigger non-tensor values are left out: `__metadata__` is read whole by every loader."""
 
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
-# Element widths of storage dtypes safetensors lacks: needed only to step over such storages in legacy files.
-_OTHER_WIDTHS = {"C32": 4, "C128": 16, "QI8": 1, "QU8": 1, "QI32": 4, "QU4X2": 1, "QU2X4": 1}
+# Element widths of storage dtypes safetensors lacks too: they may hold storages no converted tensor uses.
+_WIDTHS = DTYPE_SIZES | {"C32": 4, "C128": 16, "QI8": 1, "QU8": 1, "QI32": 4, "QU4X2": 1, "QU2X4": 1}
 _NUMPY_BY_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
@@ -62,6 +57,8 @@ class ConversionResult:
     """Top-level non-tensor values that could not be kept as `__metadata__` strings."""
     materialised: list[str] = field(default_factory=list)
     """Tensors that were views with gaps, transposes or stride-0 expansions, written out as plain tensors."""
+    skipped_keys: list[str] = field(default_factory=list)
+    """Top-level entries beside the weights that hold neither weights nor plain values (optimizer states...)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +70,7 @@ class ConversionResult:
             "metadata": dict(self.metadata),
             "dropped_values": list(self.dropped_values),
             "materialised": list(self.materialised),
+            "skipped_keys": list(self.skipped_keys),
         }
 
 
@@ -100,7 +98,10 @@ def convert_to_safetensors(
     it is also flushed to disk before it is renamed into place, so a power cut cannot leave an empty file under the
     final name.
     """
-    header = read_header(source)
+    try:
+        header = read_header(source)
+    except ReadError as exc:
+        raise ReadError(f"{source}: {exc.message}") from exc
     if header.format != "pickle":
         raise UsageError(f"{source} is a {header.format} file, not a torch pickle: there is nothing to convert")
     if header.unsafe_globals:
@@ -108,18 +109,25 @@ def convert_to_safetensors(
         raise UnsafePickleError(
             f"{source} refers to code outside the allow-list ({names}); not converted", header.unsafe_globals
         )
+    if not header.tensors:
+        raise ModeldexError(f"{source} holds no tensors: there is nothing to convert", title="convert")
     target = _resolve_output(source, output, overwrite)
     metadata, dropped = metadata_from_values(header)
-    fd = os.open(source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
-        regions = _storage_regions(source, fd, header)
-        planned, materialised = _plan_tensors(source, header, regions, fd)
-        layout = plan_layout(planned, metadata)
-        _write_atomically(target, overwrite, durable, lambda out_fd: write_layout(layout, out_fd))
-    finally:
-        os.close(fd)
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            regions = _storage_regions(source, fd, header)
+            planned, materialised = _plan_tensors(source, header, regions, fd)
+            layout = plan_layout(planned, metadata)
+            _write_atomically(target, overwrite, durable, lambda out_fd: write_layout(layout, out_fd))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        # Disk full, permission denied, I/O error: the temporary file is already gone, the source untouched.
+        raise ModeldexError(f"could not convert {source} to {target}: {exc.strerror or exc}", title="convert") from exc
+    skipped = [str(k) for k in header.extra.get("skipped_keys") or []]
     return ConversionResult(
-        source, target, len(planned), layout.total_bytes, header.wrapper, metadata, dropped, materialised
+        source, target, len(planned), layout.total_bytes, header.wrapper, metadata, dropped, materialised, skipped
     )
 
 
@@ -169,15 +177,26 @@ def _resolve_output(source: Path, output: Path | None, overwrite: bool) -> Path:
 
 
 def _storage_regions(path: Path, fd: int, header: Header) -> dict[str, _Region]:
-    with open(fd, "rb", closefd=False) as stream:
-        magic = stream.read(4)
-        stream.seek(0)
-        if magic == b"PK\x03\x04":
-            return _zip_regions(path, stream, header)
-        return _legacy_regions(path, stream, header)
+    container = header.extra.get("container")
+    byteorder = str(header.extra.get("byteorder") or "little")
+    if byteorder != "little":
+        raise ModeldexError(
+            f"{path} was saved on a {byteorder}-endian machine; converting it is not supported "
+            "(load and re-save it on a little-endian machine)",
+            title="convert",
+        )
+    wanted = {info.storage_key for info in header.tensors.values() if info.storage_key is not None}
+    if container == "torch_zip":
+        with open(fd, "rb", closefd=False) as stream:
+            return _zip_regions(path, stream, header, wanted)
+    if container == "torch_legacy":
+        return _legacy_regions(path, fd, header, wanted)
+    raise ModeldexError(
+        f"{path} is a plain pickle, not a torch.save file; converting it is not supported", title="convert"
+    )
 
 
-def _zip_regions(path: Path, stream: IO[bytes], header: Header) -> dict[str, _Region]:
+def _zip_regions(path: Path, stream: IO[bytes], header: Header, wanted: set[str]) -> dict[str, _Region]:
     """Where each `<prefix>/data/<key>` entry's bytes start, read from the zip's own local headers."""
     file_size = os.fstat(stream.fileno()).st_size
     try:
@@ -185,17 +204,7 @@ def _zip_regions(path: Path, stream: IO[bytes], header: Header) -> dict[str, _Re
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ReadError(f"{path} is a damaged zip archive ({exc})") from exc
     with archive:
-        prefix = header.extra.get("zip_prefix") or _find_prefix(archive.namelist())
-        if prefix is None:
-            raise ReadError(f"{path} is a zip archive without a torch data.pkl")
-        byteorder = _member_text(archive, f"{prefix}/byteorder")
-        if byteorder is not None and byteorder.strip() != "little":
-            raise ModeldexError(
-                f"{path} was saved on a {byteorder.strip()}-endian machine; converting it is not supported "
-                "(load and re-save it on a little-endian machine)",
-                title="convert",
-            )
-        wanted = {info.storage_key for info in header.tensors.values() if info.storage_key is not None}
+        prefix = header.extra.get("zip_prefix")
         regions: dict[str, _Region] = {}
         for key in wanted:
             name = f"{prefix}/data/{key}"
@@ -217,85 +226,24 @@ def _zip_regions(path: Path, stream: IO[bytes], header: Header) -> dict[str, _Re
     return regions
 
 
-def _find_prefix(names: Iterable[str]) -> str | None:
-    for name in names:
-        match = re.fullmatch(r"([^/]+)/data\.pkl", name)
-        if match:
-            return match.group(1)
-    return None
-
-
-def _member_text(archive: zipfile.ZipFile, name: str) -> str | None:
-    try:
-        return archive.read(name)[:64].decode("ascii", "replace")
-    except KeyError:
-        return None
-
-
-class _NoGlobals(pickle.Unpickler):
-    """For the legacy format's plain-data pickles (magic, version, sys_info, key list): any global is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise ReadError(f"unexpected global {module}.{name} in a legacy torch file's framing pickles")
-
-
-def _legacy_regions(path: Path, stream: IO[bytes], header: Header) -> dict[str, _Region]:
-    """Legacy layout: five pickles, then for each storage key in the listed order a little-endian int64 element
-    count followed by the raw bytes."""
-    file_size = os.fstat(stream.fileno()).st_size
-    try:
-        magic = _NoGlobals(stream).load()
-        protocol = _NoGlobals(stream).load()
-        if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL:
-            raise ReadError(f"{path} is neither a torch zip archive nor a legacy torch file")
-        sys_info = _NoGlobals(stream).load()
-        # The object pickle was already parsed (restrictedly) by read_header: here it is only walked past.
-        for _ in pickletools.genops(stream):
-            pass
-        keys = _NoGlobals(stream).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise ReadError(f"{path}: damaged legacy torch file ({exc})") from exc
-    if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
-        raise ModeldexError(
-            f"{path} was saved on a big-endian machine; converting it is not supported "
-            "(load and re-save it on a little-endian machine)",
-            title="convert",
-        )
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise ReadError(f"{path}: damaged legacy torch file (the storage key list is not a list of names)")
-    widths = _storage_widths(header)
-    position = stream.tell()
+def _legacy_regions(path: Path, fd: int, header: Header, wanted: set[str]) -> dict[str, _Region]:
+    """Legacy layout: the reader computed where each storage's bytes start (after its int64 element count)."""
+    file_size = os.fstat(fd).st_size
+    storages = header.extra.get("storages") or {}
     regions: dict[str, _Region] = {}
-    for key in keys:
-        width = widths.get(key)
-        if width is None:
-            raise ModeldexError(f"{path}: storage {key} has an unknown element type; cannot convert", title="convert")
-        stream.seek(position)
-        count_bytes = stream.read(8)
-        if len(count_bytes) < 8:
-            raise ReadError(f"{path} is truncated: storage {key} is missing")
-        count = int.from_bytes(count_bytes, "little")
-        start = position + 8
-        nbytes = count * width
-        if start + nbytes > file_size:
+    for key in wanted:
+        entry = storages.get(key) or {}
+        start, numel, width = entry.get("data_offset"), entry.get("numel"), _WIDTHS.get(str(entry.get("dtype")))
+        if not isinstance(start, int) or not isinstance(numel, int) or width is None:
+            raise ModeldexError(f"{path}: cannot locate the bytes of storage {key}; not converted", title="convert")
+        # The count torch wrote before the bytes must agree with the pickle: a cheap check that the layout is right.
+        count = os.pread(fd, 8, start - 8)
+        if len(count) < 8 or int.from_bytes(count, "little") != numel:
+            raise ReadError(f"{path}: storage {key} does not sit where the file says it does (damaged file)")
+        if start + numel * width > file_size:
             raise ReadError(f"{path} is truncated: storage {key} ends past the end of the file")
-        regions[key] = _Region(start, nbytes)
-        position = start + nbytes
+        regions[key] = _Region(start, numel * width)
     return regions
-
-
-def _storage_widths(header: Header) -> dict[str, int]:
-    """Bytes per element of each storage: from `extra["storages"]`, else from a tensor that uses it."""
-    known = DTYPE_SIZES | _OTHER_WIDTHS
-    widths: dict[str, int] = {}
-    for key, info in (header.extra.get("storages") or {}).items():
-        width = known.get(str(info.get("dtype"))) if isinstance(info, dict) else None
-        if width is not None:
-            widths[str(key)] = width
-    for tensor in header.tensors.values():
-        if tensor.storage_key is not None and tensor.storage_key not in widths and tensor.dtype in known:
-            widths[tensor.storage_key] = known[tensor.dtype]
-    return widths
 
 
 def _plan_tensors(
@@ -306,7 +254,11 @@ def _plan_tensors(
     materialised: list[str] = []
     for name, info in header.tensors.items():
         if info.storage_key is None:
-            raise ReadError(f"{path}: tensor {name!r} has no storage; cannot convert")
+            # Only numpy arrays pickled inline have no storage; the reader does not say where their bytes are.
+            raise ModeldexError(
+                f"{path}: {name!r} is an array stored inside the pickle itself (numpy); converting those is not supported",
+                title="convert",
+            )
         region = regions.get(info.storage_key)
         if region is None:
             raise ReadError(f"{path}: storage {info.storage_key} of tensor {name!r} is missing")
@@ -367,7 +319,7 @@ def _write_atomically(target: Path, overwrite: bool, durable: bool, write: Calla
     Without `overwrite` the move is a hard link, which fails rather than replace a file that appeared meanwhile.
     Whatever goes wrong (including Ctrl-C), the temporary file is removed and `target` is untouched.
     """
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+    temp = target.with_name(f".{target.name[:200]}.{secrets.token_hex(4)}.partial")
     out_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         try:

@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from convert_helpers import leftovers, save, sd_like_state
@@ -146,8 +147,11 @@ def test_interrupted_write_leaves_nothing(
         real_copy(*args)
 
     monkeypatch.setattr(safetensors_writer, "copy_range", failing_copy)
-    with pytest.raises(type(interruption) if isinstance(interruption, BaseException) else interruption):
+    expected = KeyboardInterrupt if interruption is KeyboardInterrupt else ModeldexError
+    with pytest.raises(expected) as caught:
         convert_to_safetensors(source)
+    if expected is ModeldexError:
+        assert "No space left" in str(caught.value)
     assert sorted(os.listdir(tmp_path)) == ["model.ckpt"]
 
 
@@ -156,6 +160,21 @@ def test_dtype_safetensors_cannot_store_is_named(tmp_path: Path) -> None:
     with pytest.raises(ModeldexError, match="complex"):
         convert_to_safetensors(source)
     assert sorted(os.listdir(tmp_path)) == ["c.pt"]
+
+
+def test_plain_pickles_and_inline_numpy_arrays_are_refused_clearly(tmp_path: Path) -> None:
+    values_only = tmp_path / "values.pkl"
+    values_only.write_bytes(pickle.dumps({"name": "x", "step": 3}))
+    with pytest.raises(ModeldexError, match="no tensors"):
+        convert_to_safetensors(values_only)
+    with_numpy = save({"w": torch.zeros(2), "np": np.zeros(3, dtype=np.float32)}, tmp_path / "np.pt")
+    with pytest.raises(ModeldexError, match="numpy"):
+        convert_to_safetensors(with_numpy)
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"w": np.zeros(3, dtype=np.float32)}))
+    with pytest.raises(ModeldexError, match="plain pickle"):
+        convert_to_safetensors(plain)
+    assert sorted(os.listdir(tmp_path)) == ["np.pt", "plain.pkl", "values.pkl"]
 
 
 def rewrite_zip(path: Path, change: Callable[[str, bytes], bytes]) -> None:
