@@ -6,7 +6,7 @@ autogenerate finds no difference between these models and `upgrade head`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -33,6 +35,29 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that comes back timezone-aware in UTC on every backend.
+
+    SQLite has no timezone type: SQLAlchemy's DateTime(timezone=True) there drops the offset (14:00+02:00 is stored
+    as 14:00) and returns naive values that cannot be compared with `datetime.now(UTC)`. Values are converted to
+    UTC before storing; a naive value is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -68,7 +93,7 @@ class Model(Base):
     """CivitAI `mode`: null, `Archived` or `TakenDown`."""
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The API object as received, unknown fields included."""
-    fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     creator: Mapped[Creator | None] = relationship()
     versions: Mapped[list[ModelVersion]] = relationship(back_populates="model", cascade="all, delete-orphan")
@@ -85,12 +110,12 @@ class ModelVersion(Base):
     base_model_type: Mapped[str | None] = mapped_column(String(64))
     trained_words: Mapped[list[Any]] = mapped_column(JSON, default=list)
     description: Mapped[str | None] = mapped_column(Text)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    early_access_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    early_access_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str | None] = mapped_column(String(32))
     download_url: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     model: Mapped[Model] = relationship(back_populates="versions")
     files: Mapped[list[VersionFile]] = relationship(back_populates="version", cascade="all, delete-orphan")
@@ -186,7 +211,7 @@ class LocalFile(Base):
     version_file_id: Mapped[int | None] = mapped_column(ForeignKey("version_file.id", ondelete="SET NULL"), index=True)
     user_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """What the user set by hand (kind, base, version link...); sync never writes here."""
-    scanned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     version_file: Mapped[VersionFile | None] = relationship()
 
@@ -197,8 +222,8 @@ class SortRun(Base):
     __tablename__ = "sort_run"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     source: Mapped[str] = mapped_column(Text)
     root: Mapped[str] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -240,14 +265,14 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(16), default="queued")
     """queued, running, done, failed, cancelled."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SyncState(Base):
@@ -257,4 +282,4 @@ class SyncState(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

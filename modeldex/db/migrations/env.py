@@ -7,17 +7,26 @@ from `sqlalchemy.url` in alembic.ini (or `-x url=...`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from modeldex.db.engine import make_engine
 from modeldex.db.migrate import include_object
-from modeldex.db.models import Base
+from modeldex.db.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    # A revision must not import modeldex.db.models (it changes after the revision is written): write the
+    # column type UTCDateTime stores, which is all the schema knows about.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def _configure(**kwargs: Any) -> None:
@@ -27,6 +36,7 @@ def _configure(**kwargs: Any) -> None:
         render_as_batch=True,
         include_object=include_object,
         compare_type=True,
+        render_item=_render_item,
         **kwargs,
     )
 
