@@ -6,6 +6,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import pytest
@@ -50,7 +51,7 @@ LAYERS = ["default", "file", "env", "flag"]
 @pytest.mark.parametrize("top", LAYERS)
 def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, top: str) -> None:
     values = {layer: tmp_path / layer for layer in LAYERS[1:]}
-    flags = {}
+    flags: dict[str, Any] = {}
     if LAYERS.index(top) >= 1:
         write_config(tmp_path, monkeypatch, f'data_dir = "{values["file"]}"\n')
     if LAYERS.index(top) >= 2:
@@ -64,7 +65,7 @@ def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, to
 @pytest.mark.parametrize("top", LAYERS)
 def test_db_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, top: str) -> None:
     urls = {layer: f"sqlite:///{tmp_path / layer}.db" for layer in LAYERS[1:]}
-    flags = {}
+    flags: dict[str, Any] = {}
     if LAYERS.index(top) >= 1:
         write_config(tmp_path, monkeypatch, f'db_url = "{urls["file"]}"\n')
     if LAYERS.index(top) >= 2:
@@ -84,7 +85,7 @@ def test_nested_sort_setting_precedence(tmp_path: Path, monkeypatch: pytest.Monk
     # layout alternates so that each layer really changes the value; the library set in the file survives
     # every higher layer, because nested settings merge key by key.
     layouts = {"file": "comfyui", "env": "a1111", "flag": "comfyui"}
-    flags = {}
+    flags: dict[str, Any] = {}
     if LAYERS.index(top) >= 1:
         write_config(tmp_path, monkeypatch, f'[sort]\nlayout = "{layouts["file"]}"\nlibrary = "{tmp_path / "lib"}"\n')
     if LAYERS.index(top) >= 2:

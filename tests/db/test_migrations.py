@@ -127,7 +127,12 @@ def test_at_head_ensure_schema_does_not_wait_for_a_writer(engine: Engine, db_pat
     writer.execute("BEGIN IMMEDIATE")
     try:
         done = threading.Event()
-        thread = threading.Thread(target=lambda: (ensure_schema(engine), done.set()), daemon=True)
+
+        def run() -> None:
+            ensure_schema(engine)
+            done.set()
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         thread.join(timeout=10)
         assert done.is_set(), "ensure_schema blocked behind another process's write transaction"
