@@ -168,30 +168,42 @@ def test_threads_with_their_own_engines_migrate_once(db_path: Path) -> None:
 
 PROCESS_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from modeldex.db.engine import make_engine
     from modeldex.db.migrate import ensure_schema
-    start = float(sys.argv[2])
-    while time.time() < start:
-        time.sleep(0.002)
-    ensure_schema(make_engine("sqlite:///" + sys.argv[1]))
-    print("migrated")
+    engine = make_engine("sqlite:///" + sys.argv[1])
+    print("ready", flush=True)
+    sys.stdin.readline()  # the go signal, sent once every process is imported and waiting
+    ensure_schema(engine)
+    print("migrated", flush=True)
     """
 )
 
 
 def test_two_processes_starting_at_once_both_succeed(db_path: Path) -> None:
-    start = time.time() + 3.0  # both interpreters are up and imported by then, so they race for real
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", PROCESS_SCRIPT, str(db_path), str(start)],
+            [sys.executable, "-c", PROCESS_SCRIPT, str(db_path)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
-    results = [p.communicate(timeout=120) for p in procs]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
     for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
         assert out.strip() == "migrated"
