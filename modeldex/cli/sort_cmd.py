@@ -380,7 +380,7 @@ def _outcome_json(outcome: OpOutcome, run_id: int) -> dict[str, object]:
 def _print_summary(result: RunResult) -> None:
     counts: Counter[str] = Counter()
     for o in result.outcomes:
-        counts[o.action if o.state == "done" else o.state] += 1
+        counts[o.action if o.state in ("done", "skipped") else o.state] += 1
     run = result.run_id
     if result.state in ("undone", "partly_undone"):
         tail = "undone" if result.state == "undone" else "partly undone: the files marked refused were left as they are"

@@ -24,7 +24,15 @@ from modeldex.identify.sorting.fsops import (
     same_file,
     sha256_file,
 )
-from modeldex.identify.sorting.journal import INTERRUPTED_STATES, Journal, JournalledOp, JournalledRun, RunState
+from modeldex.identify.sorting.journal import (
+    INTERRUPTED_STATES,
+    Journal,
+    JournalledOp,
+    JournalledRun,
+    OpMark,
+    OpState,
+    RunState,
+)
 from modeldex.identify.sorting.plan import FILE_ACTIONS, SortPlan, operation_of
 
 
@@ -232,20 +240,48 @@ def resume_run(run_id: int, journal: Journal, *, checkpoint: Checkpoint = no_che
     return _apply_ops(run, journal, checkpoint)
 
 
+class _Marks:
+    """Operation states on their way to the journal: `now` commits what is queued plus the new mark, `later` queues.
+
+    An operation's `started` is committed before its change begins; its outcome rides with the next operation's
+    `started` (or the run's end), so each operation costs one commit. A kill loses at most queued outcomes, and
+    recovery reads those from the file system anyway.
+    """
+
+    def __init__(self, journal: Journal, run_id: int) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.queued: list[OpMark] = []
+
+    def later(self, seq: int, state: OpState, error: str | None = None) -> None:
+        self.queued.append(OpMark(seq, state, error))
+
+    def now(self, seq: int, state: OpState, error: str | None = None) -> None:
+        self.later(seq, state, error)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.queued:
+            self.journal.set_op_states(self.run_id, self.queued)
+            self.queued = []
+
+
 def _apply_ops(run: JournalledRun, journal: Journal, checkpoint: Checkpoint) -> RunResult:
+    marks = _Marks(journal, run.id)
     final: dict[int, str] = {}
     outcomes: list[OpOutcome] = []
     touched: set[Path] = set()
     for op in run.ops:
         state, error = op.state, op.error
         if op.action in FILE_ACTIONS and op.state not in ("done", "undone"):
-            state, error = _apply_one(op, run.id, journal, final, checkpoint)
+            state, error = _apply_one(op, run.id, marks, final, checkpoint)
             if state == "done" and op.destination is not None:
                 touched.update((op.source.parent, op.destination.parent))
         final[op.seq] = state
         outcomes.append(OpOutcome(op.seq, op.action, op.source, op.destination, state, error))
     for folder in touched:
         fsync_dir(folder)
+    marks.flush()
     failed = any(o.state == "failed" for o in outcomes)
     run_state: RunState = "failed" if failed else "done"
     journal.set_run_state(run.id, run_state)
@@ -253,23 +289,23 @@ def _apply_ops(run: JournalledRun, journal: Journal, checkpoint: Checkpoint) -> 
 
 
 def _apply_one(
-    op: JournalledOp, run_id: int, journal: Journal, final: dict[int, str], checkpoint: Checkpoint
+    op: JournalledOp, run_id: int, marks: _Marks, final: dict[int, str], checkpoint: Checkpoint
 ) -> tuple[str, str | None]:
     if op.parent is not None and final.get(op.parent) != "done":
         error = "its model file was not placed, so this sidecar stays with it"
-        journal.set_op_state(run_id, op.seq, "failed", error)
+        marks.later(op.seq, "failed", error)
         return "failed", error
-    journal.set_op_state(run_id, op.seq, "started")
+    marks.now(op.seq, "started")
     checkpoint(f"started {op.seq}")
     try:
         _redo(op, run_id, checkpoint)
     except SortError as exc:
-        journal.set_op_state(run_id, op.seq, "failed", exc.message)
+        marks.later(op.seq, "failed", exc.message)
         return "failed", exc.message
     except OSError as exc:
-        journal.set_op_state(run_id, op.seq, "failed", _describe(exc))
+        marks.later(op.seq, "failed", _describe(exc))
         return "failed", _describe(exc)
-    journal.set_op_state(run_id, op.seq, "done")
+    marks.later(op.seq, "done")
     checkpoint(f"done {op.seq}")
     return "done", None
 
@@ -294,10 +330,12 @@ def undo_run(run_id: int, journal: Journal, *, checkpoint: Checkpoint = no_check
     journal.set_run_state(run_id, "undoing")
     checkpoint("undoing")
     outcomes: dict[int, OpOutcome] = {}
+    marks = _Marks(journal, run_id)
     for model, sidecars in _groups(run.ops):
-        model_state = _undo_one(model, run_id, journal, None, checkpoint, outcomes)
+        model_state = _undo_one(model, run_id, marks, None, checkpoint, outcomes)
         for sidecar in sidecars:
-            _undo_one(sidecar, run_id, journal, model_state, checkpoint, outcomes)
+            _undo_one(sidecar, run_id, marks, model_state, checkpoint, outcomes)
+        marks.flush()
     ordered = tuple(outcomes[op.seq] for op in run.ops)
     refused = any(o.state == "refused" for o in ordered)
     state: RunState = "partly_undone" if refused else "undone"
@@ -308,7 +346,7 @@ def undo_run(run_id: int, journal: Journal, *, checkpoint: Checkpoint = no_check
 def _undo_one(
     op: JournalledOp,
     run_id: int,
-    journal: Journal,
+    marks: _Marks,
     model_state: str | None,
     checkpoint: Checkpoint,
     outcomes: dict[int, OpOutcome],
@@ -321,18 +359,18 @@ def _undo_one(
         return record(op.state, op.error)
     if model_state == "refused":
         error = "kept beside its model file, which could not be put back"
-        journal.set_op_state(run_id, op.seq, "refused", error)
+        marks.later(op.seq, "refused", error)
         return record("refused", error)
     try:
         _undo(op, run_id, checkpoint)
     except _Refused as exc:
-        journal.set_op_state(run_id, op.seq, "refused", str(exc))
+        marks.later(op.seq, "refused", str(exc))
         return record("refused", str(exc))
     except (SortError, OSError) as exc:
         error = exc.message if isinstance(exc, SortError) else _describe(exc)
-        journal.set_op_state(run_id, op.seq, "refused", error)
+        marks.later(op.seq, "refused", error)
         return record("refused", error)
-    journal.set_op_state(run_id, op.seq, "undone")
+    marks.later(op.seq, "undone")
     checkpoint(f"undone {op.seq}")
     return record("undone", None)
 

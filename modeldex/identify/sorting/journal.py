@@ -2,13 +2,15 @@
 
 `modeldex.db.sort_journal.SqlJournal` implements it over the `sort_run` / `sort_op` tables. The order of calls is
 the recovery contract: the whole plan is written (`begin`, run state `applying`, file operations `pending`) before
-any file is touched; each operation is marked `started` before and `done` (or `failed`) after its change. A run
+any file is touched; each operation is marked `started` before and `done` (or `failed`) after its change; the outcome of one operation
+is committed together with the `started` of the next, so each costs one transaction. A run
 found in `applying` or `undoing` was interrupted; every operation can be redone or undone from the file system's
 state, so the marks only need to say where to look.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +24,15 @@ OpState = Literal["pending", "started", "done", "failed", "skipped", "undone", "
 """`skipped`: the action changes no file (skip, duplicate); `refused`: undo would have lost data, so it left it."""
 
 INTERRUPTED_STATES: frozenset[str] = frozenset({"applying", "undoing"})
+
+
+@dataclass(frozen=True, slots=True)
+class OpMark:
+    """A new state for one operation (and why, for `failed`/`refused`; None clears the error)."""
+
+    seq: int
+    state: OpState
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +100,8 @@ class Journal(Protocol):
         `skipped`; seq = index in `plan.actions`, sidecars' `parent` from `plan.parents()`) and return it."""
         ...
 
-    def set_op_state(self, run_id: int, seq: int, state: OpState, error: str | None = None) -> None:
-        """Record an operation's new state (and why, for `failed`/`refused`; None clears the error)."""
+    def set_op_states(self, run_id: int, marks: Sequence[OpMark]) -> None:
+        """Record new operation states, all in one transaction, in order."""
         ...
 
     def set_run_state(self, run_id: int, state: RunState) -> None:
