@@ -1,0 +1,85 @@
+"""`modeldex identify PATH... [--recursive] [--json]`: tell what model files are, from their tensor keys."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from modeldex.cli.common import echo_json_line, user_errors
+from modeldex.identify.identify import identify_path, iter_targets
+from modeldex.identify.records import Identification
+
+
+def _display(path: Path) -> str:
+    # A name that is not valid UTF-8 keeps its raw bytes visible as \x.. escapes instead of breaking the output.
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _problem(ident: Identification) -> Text:
+    if ident.unsafe:
+        return Text("UNSAFE: " + ", ".join(ident.unsafe_globals), style="bold red")
+    if ident.error:
+        return Text(ident.error, style="red")
+    return Text("")
+
+
+def _table(rows: list[Identification]) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("path", overflow="fold")
+    for name in ("kind", "base", "variant", "algo", "format"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("problem", overflow="fold")
+    for ident in rows:
+        table.add_row(
+            Text(ident.path),
+            Text(ident.kind, style="dim" if ident.kind == "unknown" else ""),
+            ident.base,
+            ident.variant or "-",
+            ident.algo or "-",
+            ident.format,
+            _problem(ident),
+        )
+    return table
+
+
+def _summary(rows: list[Identification]) -> str:
+    kinds = Counter(r.kind for r in rows)
+    parts = [f"{n} {kind}" for kind, n in kinds.most_common()]
+    unsafe = sum(r.unsafe for r in rows)
+    errors = sum(r.error is not None for r in rows)
+    tail = []
+    if unsafe:
+        tail.append(f"{unsafe} unsafe")
+    if errors:
+        tail.append(f"{errors} unreadable")
+    noun = "path" if len(rows) == 1 else "paths"
+    return f"{len(rows)} {noun}: " + ", ".join(parts) + (f"; {', '.join(tail)}" if tail else "")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-r", "--recursive", is_flag=True, help="Identify every file under the folders given.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per path (JSON Lines).")
+@user_errors
+def identify(paths: tuple[Path, ...], recursive: bool, as_json: bool) -> None:
+    """Tell what model files are (kind, base model, variant, algorithm) from their tensor keys and shapes.
+
+    Nothing is loaded or executed: only headers are read, and pickles that reference code outside the
+    allow-list are reported as UNSAFE. A path that cannot be read is reported with its error; the exit
+    status is 0 whenever every path was processed.
+    """
+    targets = iter_targets(list(paths), recursive)
+    if as_json:
+        for target in targets:
+            echo_json_line(identify_path(target, _display(target)).to_json())
+        return
+    rows = [identify_path(target, _display(target)) for target in targets]
+    console = Console(highlight=False, soft_wrap=False)
+    if rows:
+        console.print(_table(rows))
+    console.print(_summary(rows), style="dim")
