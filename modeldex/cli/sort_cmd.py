@@ -354,7 +354,7 @@ def _print_outcomes(journal: SqlJournal, result: RunResult, as_json: bool) -> No
         if as_json:
             echo_json_line(_outcome_json(outcome, result.run_id))
             continue
-        if outcome.destination is None:
+        if outcome.destination is None or outcome.state == "skipped":
             continue
         src, dst = _show(outcome.source, run.source, run.source.parent), _show(outcome.destination, run.root)
         arrow = "<-" if outcome.state in ("undone", "refused") else "->"

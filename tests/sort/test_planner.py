@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sort_helpers import FakeIdentify, write
 
-from modeldex.errors import SortError
+from modeldex.errors import ReadError, SortError
 from modeldex.identify.layouts import LayoutOptions
 from modeldex.identify.sorting.fsops import sha256_file
 from modeldex.identify.sorting.plan import SortAction, SortOptions, SortPlan
@@ -245,3 +245,22 @@ def test_identify_and_hash_run_only_where_needed(dirs: tuple[Path, Path]) -> Non
     plan_sort(source, root, SortOptions(), identify=ident, sha256_of=sha, settle=0)
     assert [p.name for p in ident.calls] == ["style.safetensors"]
     assert sorted(hashed) == ["style.preview.png", "style.safetensors"]
+
+
+def test_a_file_that_cannot_be_hashed_stays_with_its_sidecars(dirs: tuple[Path, Path]) -> None:
+    source, root = dirs
+    write(source / "style.safetensors")
+    write(source / "style.preview.png")
+    write(source / "base.safetensors")
+
+    def sha(path: Path) -> str:
+        if path.name == "style.preview.png":
+            raise ReadError(f"cannot read {path}: Input/output error")
+        return sha256_file(path)
+
+    p = plan_sort(source, root, SortOptions(), identify=FakeIdentify(KINDS), sha256_of=sha, settle=0)
+    actions = by_name(p)
+    assert actions["style.safetensors"].action == "skip"
+    assert "could not be read (cannot read" in actions["style.safetensors"].reason
+    assert actions["style.preview.png"].action == "skip"
+    assert actions["base.safetensors"].action == "move"

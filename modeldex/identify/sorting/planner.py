@@ -15,7 +15,7 @@ from datetime import datetime
 from itertools import count
 from pathlib import Path
 
-from modeldex.errors import SortError
+from modeldex.errors import ModeldexError, SortError
 from modeldex.identify.layouts import destination_folder, kind_folder
 from modeldex.identify.records import Identification
 from modeldex.identify.sorting.partial import growing_files, partial_reason
@@ -45,6 +45,15 @@ class _Walk:
     folders: list[Path] = field(default_factory=list)
     """Diffusers folders: one unit each, never descended into."""
     links: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    """Folders that could not be listed, and why."""
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1  # gone since hashed: matches nothing in the library
 
 
 def _within(path: Path, folder: Path) -> bool:
@@ -56,7 +65,11 @@ def _walk(source: Path, excluded: list[Path]) -> _Walk:
     if not source.is_dir():
         (found.links if source.is_symlink() else found.files).append(source)
         return found
-    for top, dirs, files in os.walk(source):
+
+    def unreadable(exc: OSError) -> None:
+        found.unreadable.append((Path(exc.filename or source), exc.strerror or str(exc)))
+
+    for top, dirs, files in os.walk(source, onerror=unreadable):
         here = Path(top)
         kept = []
         for name in sorted(dirs):
@@ -128,8 +141,8 @@ class _Library:
             if candidate not in self.hashes:
                 try:
                     self.hashes[candidate] = self.sha256_of(candidate)
-                except OSError:
-                    continue
+                except (OSError, ModeldexError):
+                    continue  # unreadable: it cannot be shown to hold this content
             if self.hashes[candidate] == sha256:
                 return candidate
         return None
@@ -148,6 +161,19 @@ class _Planner:
 
     def __post_init__(self) -> None:
         self.library = _Library(self.sha256_of)
+        self.digests: dict[Path, str] = {}
+
+    def readable(self, path: Path, ident: Identification, sidecars: list[Path]) -> bool:
+        """Hash the file and its sidecars now; one that cannot be read keeps the whole group where it is."""
+        try:
+            for item in (path, *sidecars):
+                if item not in self.digests:
+                    self.digests[item] = self.sha256_of(item)
+        except (OSError, ModeldexError) as exc:
+            message = exc.message if isinstance(exc, ModeldexError) else f"{exc.strerror or exc}"
+            self.skip(path, f"could not be read ({message}): left in place", ident, sidecars)
+            return False
+        return True
 
     def skip(self, path: Path, reason: str, ident: Identification | None = None, sidecars: Iterable[Path] = ()) -> None:
         kind = ident.kind if ident else None
@@ -190,8 +216,10 @@ class _Planner:
         if _within(path.parent, home):
             self.skip(path, "already in place", ident, sidecars)
             return
-        sha256 = self.sha256_of(path)
-        existing = self.library.same_content(folder, path.stat().st_size, sha256)
+        if not self.readable(path, ident, sidecars):
+            return
+        sha256 = self.digests[path]
+        existing = self.library.same_content(folder, _size(path), sha256)
         if existing is not None:
             self.duplicate(path, ident, sidecars, existing, sha256)
             return
@@ -223,22 +251,24 @@ class _Planner:
                 self.names.claimed.add(beside)
                 reason = f"sidecar of a duplicate: joins {existing.name}"
                 self.actions.append(
-                    SortAction(sidecar, beside, "move", reason, sha256=self.sha256_of(sidecar), sidecar_of=path)
+                    SortAction(sidecar, beside, "move", reason, sha256=self.digests[sidecar], sidecar_of=path)
                 )
             else:
                 target = self.trash_run / (stem + suffix)
                 self.names.claimed.add(target)
                 reason = "sidecar of a duplicate: to the trash with it"
                 self.actions.append(
-                    SortAction(sidecar, target, "dedupe", reason, sha256=self.sha256_of(sidecar), sidecar_of=path)
+                    SortAction(sidecar, target, "dedupe", reason, sha256=self.digests[sidecar], sidecar_of=path)
                 )
 
     def relocate(
         self, path: Path, ident: Identification, sidecars: list[Path], folder: Path, action: Action, reason: str
     ) -> None:
+        if not self.readable(path, ident, sidecars):
+            return
         stem = self.claim(folder, path, sidecars)
         destination = folder / (stem + path.suffix)
-        self.add(path, destination, action, reason, ident, None, self.sha256_of(path), sidecars, stem)
+        self.add(path, destination, action, reason, ident, None, self.digests[path], sidecars, stem)
 
     def claim(self, folder: Path, path: Path, sidecars: list[Path]) -> str:
         suffixes = [s.name[len(model_stem(path)) :] for s in sidecars]
@@ -261,7 +291,7 @@ class _Planner:
             target = destination.parent / (stem + sidecar.name[len(model_stem(path)) :])
             self.actions.append(
                 SortAction(
-                    sidecar, target, action, f"sidecar of {path.name}", sha256=self.sha256_of(sidecar), sidecar_of=path
+                    sidecar, target, action, f"sidecar of {path.name}", sha256=self.digests[sidecar], sidecar_of=path
                 )
             )
 
@@ -307,6 +337,7 @@ def plan_sort(
     # (path, what to do, reason): decided first, then carried out in path order so names are claimed stably.
     entries: list[tuple[Path, str, str]] = [(p, "skip", "a symbolic link: left in place") for p in walk.links]
     entries += [(p, "skip", "a diffusers folder: WebUIs load single files; left in place") for p in walk.folders]
+    entries += [(p, "skip", f"folder could not be read ({why})") for p, why in walk.unreadable]
     candidates: list[Path] = []
     loose: list[Path] = []
     for path in walk.files:
