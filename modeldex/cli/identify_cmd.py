@@ -13,6 +13,7 @@ from rich.text import Text
 from modeldex.cli.common import echo_json_line, user_errors
 from modeldex.identify.identify import identify_path, iter_targets
 from modeldex.identify.records import Identification
+from modeldex.identify.sorting.usage import identify_hint
 
 
 def _display(path: Path) -> str:
@@ -34,6 +35,7 @@ def _table(rows: list[Identification]) -> Table:
     for name in ("kind", "base", "variant", "algo", "format"):
         table.add_column(name, no_wrap=True)
     table.add_column("problem", overflow="fold")
+    table.add_column("use", overflow="fold")
     for ident in rows:
         table.add_row(
             Text(ident.path),
@@ -43,6 +45,7 @@ def _table(rows: list[Identification]) -> Table:
             ident.algo or "-",
             ident.format,
             _problem(ident),
+            Text(identify_hint(ident) or ""),
         )
     return table
 

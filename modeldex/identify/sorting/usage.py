@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import PurePath, PurePosixPath
 
-from modeldex.identify.layouts import Layout
+from modeldex.identify.layouts import Layout, LayoutOptions, kind_folder
+from modeldex.identify.records import Identification
 
 LORA_WEIGHT = 0.8
 
@@ -94,3 +95,18 @@ def usage_hint(
     if layout == "comfyui":
         return _comfyui_hint(kind, variant, listed)
     return _a1111_hint(kind, variant, name, listed)
+
+
+def identify_hint(ident: Identification, layout: Layout = "a1111") -> str | None:
+    """For `modeldex identify`: how to use the file, and the library folder it belongs in (`[models/Lora]`).
+
+    None for unknown, unreadable or unsafe files, diffusers folders (WebUIs load single files), and kinds the
+    layout has no folder for.
+    """
+    if ident.error or ident.unsafe or ident.kind == "unknown" or ident.format == "diffusers":
+        return None
+    folder = kind_folder(ident.kind, ident.algo, LayoutOptions(layout))
+    hint = usage_hint(ident.kind, PurePath(ident.path), variant=ident.variant, layout=layout)
+    if folder is None or hint is None:
+        return None
+    return f"{hint} [{folder}]"
