@@ -1,0 +1,185 @@
+"""The pure half of `modeldex scan`: what to look at, and what one file yields (identify + hashes).
+
+The half that keeps the results (the cache in `local_file`) lives in `modeldex.db.scanning`, since identify may not
+import the database.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modeldex.errors import ReadError
+from modeldex.identify.hashing import FileHashes, hash_file
+from modeldex.identify.identify import identify_path, iter_targets
+from modeldex.identify.readers.diffusers_folder import is_diffusers_folder
+from modeldex.identify.records import Identification
+from modeldex.identify.sorting.partial import partial_reason
+
+AUTOV3_KINDS = frozenset({"lora", "embedding", "hypernetwork"})
+"""Kinds A1111 knows by AutoV3 ("Lora hashes", "TI hashes"): adapters whose metadata users edit."""
+
+NOT_MODEL_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm",
+    ".txt", ".md", ".html", ".htm", ".json", ".yaml", ".yml", ".toml", ".ini", ".csv", ".log", ".info", ".py",
+)  # fmt: skip
+"""Previews, sidecars and notes that sit beside models; a folder walk passes them by (a path named explicitly is
+always looked at, whatever its name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing to scan: a file, or a diffusers folder taken as one model."""
+
+    display: str
+    """The path as the user gave it, or as found under a folder they gave."""
+    path: str
+    """Absolute path (`os.path.abspath`): the cache key."""
+    size: int
+    mtime_ns: int
+    inode: int
+    folder: bool = False
+    """A diffusers folder: size is the sum of its files, mtime_ns the newest of them; it is not hashed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A path that could not be scanned at all (missing, unreadable folder...)."""
+
+    display: str
+    path: str
+    error: str
+
+
+@dataclass(slots=True)
+class ScanRecord:
+    """What a scan knows about one target: identify's answer, its stat and hashes, and whether it came from cache."""
+
+    target: Target | Problem
+    identification: Identification
+    hashes: FileHashes | None = None
+    cached: bool = False
+
+    @property
+    def error(self) -> str | None:
+        return self.identification.error
+
+    def to_json(self) -> dict[str, Any]:
+        """identify's fields in contract order, then size, mtime_ns and the hashes (lower-case hex or null)."""
+        out = self.identification.to_json()
+        target = self.target
+        out["size"] = target.size if isinstance(target, Target) else None
+        out["mtime_ns"] = target.mtime_ns if isinstance(target, Target) else None
+        if self.hashes is not None:
+            out.update(self.hashes.to_json())
+        else:
+            out.update(dict.fromkeys(("sha256", "autov1", "autov2", "autov3", "crc32", "blake3")))
+        return out
+
+
+def walk(paths: Iterable[Path]) -> Iterator[Target | Problem]:
+    """Every target under `paths`, in the order given and, inside folders, in identify's order.
+
+    Files found in folders are skipped when their name marks them as a download in progress or as a preview or
+    sidecar; symlinks to files are followed (their target's size, mtime and inode).
+    """
+    for given in paths:
+        display = str(given)
+        absolute = os.path.abspath(given)
+        try:
+            st = os.stat(given)
+        except OSError as exc:
+            reason = "no such file or folder" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+            yield Problem(display, absolute, f"cannot scan {display}: {reason}")
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            yield _file_target(display, absolute, st)
+            continue
+        for found in iter_targets([given], recursive=True):
+            if found.is_dir():
+                yield _folder_target(found) if _is_model_folder(found) else _unreadable(found)
+            elif not _passed_by(found):
+                yield _stat_target(found)
+
+
+def _is_model_folder(path: Path) -> bool:
+    try:
+        return is_diffusers_folder(path)
+    except OSError:
+        return False
+
+
+def _unreadable(folder: Path) -> Problem:
+    """iter_targets hands back a plain folder only when it could not list it."""
+    return Problem(str(folder), os.path.abspath(folder), f"cannot scan {folder}: the folder could not be read")
+
+
+def _passed_by(path: Path) -> bool:
+    return path.name.lower().endswith(NOT_MODEL_SUFFIXES) or partial_reason(path) is not None
+
+
+def _file_target(display: str, absolute: str, st: os.stat_result) -> Target:
+    return Target(display, absolute, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _stat_target(path: Path) -> Target | Problem:
+    display = str(path)
+    absolute = os.path.abspath(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return Problem(display, absolute, f"cannot scan {display}: {exc.strerror or exc}")
+    return _file_target(display, absolute, st)
+
+
+def _folder_target(folder: Path) -> Target | Problem:
+    """A model folder's stat: total size and newest mtime of everything in it, so any change shows."""
+    display = str(folder)
+    absolute = os.path.abspath(folder)
+    try:
+        top = os.stat(folder)
+    except OSError as exc:
+        return Problem(display, absolute, f"cannot scan {display}: {exc.strerror or exc}")
+    size = 0
+    newest = top.st_mtime_ns
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            newest = max(newest, st.st_mtime_ns)
+            if stat.S_ISREG(st.st_mode):
+                size += st.st_size
+    return Target(display, absolute, size, newest, top.st_ino, folder=True)
+
+
+def wants_autov3(identification: Identification, force: bool) -> bool:
+    """AutoV3 is computed for adapters and embeddings, and for everything when the user asks."""
+    return force or identification.kind in AUTOV3_KINDS
+
+
+def examine(target: Target, *, autov3: bool = False, threaded: bool | None = None) -> ScanRecord:
+    """Identify and hash one target; every problem ends up in the record's `error`, nothing raises for a bad file.
+
+    The file is hashed even when identify cannot read it: CivitAI may still know it by hash.
+    """
+    identification = identify_path(Path(target.path), display=target.display)
+    if target.folder:
+        return ScanRecord(target, identification)
+    try:
+        hashes = hash_file(Path(target.path), autov3=wants_autov3(identification, autov3), threaded=threaded)
+    except ReadError as exc:
+        if identification.error is None:
+            identification.error = exc.message
+        return ScanRecord(target, identification)
+    return ScanRecord(target, identification, hashes)
+
+
+def problem_record(problem: Problem) -> ScanRecord:
+    """The record for a path that could not be scanned."""
+    return ScanRecord(problem, Identification(path=problem.display, error=problem.error))
