@@ -33,8 +33,7 @@ def convert(file: Path, out: Path | None, force: bool, as_json: bool) -> None:
     if as_json:
         echo_json_line(result.to_json())
         return
-    size_gb = result.bytes_written / 1e9
-    click.echo(f"wrote {result.output} ({result.tensors} tensors, {size_gb:.2f} GB)")
+    click.echo(f"wrote {result.output} ({result.tensors} tensors, {_size(result.bytes_written)})")
     if result.wrapper:
         click.echo(f"  unwrapped: {result.wrapper}")
     kept = [name for name in result.metadata if name != "format"]
@@ -46,3 +45,10 @@ def convert(file: Path, out: Path | None, force: bool, as_json: bool) -> None:
         click.echo(f"  left out (not representable as text): {', '.join(result.dropped_values)}")
     if result.materialised:
         click.echo(f"  written as plain tensors (were views/expansions): {len(result.materialised)}")
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes} bytes"

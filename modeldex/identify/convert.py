@@ -332,6 +332,22 @@ def _write_atomically(target: Path, overwrite: bool, durable: bool, write: Calla
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    if durable:
+        _fsync_folder(target.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the new name itself survive a power cut (POSIX; other systems cannot open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a folder; the file's own data is already on disk
+    finally:
+        os.close(fd)
 
 
 def _move_into_place(temp: Path, target: Path, overwrite: bool) -> None:

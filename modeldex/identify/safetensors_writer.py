@@ -30,8 +30,10 @@ DTYPE_SIZES: dict[str, int] = {
 MAX_HEADER_BYTES = 100_000_000
 """The reference implementation refuses bigger headers; writing one would make a file nobody can open."""
 
-GATHER_CHUNK_BYTES = 64 << 20
-COPY_CHUNK_BYTES = 8 << 20
+GATHER_CHUNK_BYTES = 8 << 20
+COPY_CHUNK_BYTES = 512 << 10
+"""Measured: a buffer that stays in the CPU's L2 cache copies as fast as `shutil.copyfile`; 8 MiB ran at half speed."""
+PAGE_BYTES = 4096
 
 
 class TensorSource(Protocol):
@@ -126,22 +128,18 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, er
 
 
 def copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, nbytes: int) -> None:
-    """Copy `nbytes` from `src_fd` at `src_offset` to `dst_fd` at `dst_offset`; a short source is a ReadError."""
-    global _kernel_copy
+    """Copy `nbytes` from `src_fd` at `src_offset` to `dst_fd` at `dst_offset`; a short source is a ReadError.
+
+    When source and destination sit at the same place within a page the kernel copies page to page
+    (`copy_file_range`, a reflink on filesystems that share blocks). Otherwise it would splice page fragments, which
+    measured twice as slow as a plain copy, and a small user-space buffer is faster.
+    """
     done = 0
-    if _kernel_copy:
-        try:
-            while done < nbytes:
-                copied = os.copy_file_range(src_fd, dst_fd, nbytes - done, src_offset + done, dst_offset + done)
-                if copied == 0:
-                    raise ReadError("the file ends before the tensor data it lists (truncated download?)")
-                done += copied
-            return
-        except OSError as exc:
-            if exc.errno not in _NO_KERNEL_COPY:
-                raise
-            _kernel_copy = False  # fall back for the rest of the process; the bytes copied so far stay valid
-    buffer = memoryview(bytearray(min(COPY_CHUNK_BYTES, max(nbytes - done, 1))))
+    if _kernel_copy and (src_offset - dst_offset) % PAGE_BYTES == 0:
+        done = _kernel_copy_range(src_fd, src_offset, dst_fd, dst_offset, nbytes)
+    if done == nbytes:
+        return
+    buffer = memoryview(bytearray(min(COPY_CHUNK_BYTES, nbytes - done)))
     while done < nbytes:
         want = min(len(buffer), nbytes - done)
         got = os.preadv(src_fd, [buffer[:want]], src_offset + done)
@@ -149,6 +147,23 @@ def copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, nbyte
             raise ReadError("the file ends before the tensor data it lists (truncated download?)")
         _pwrite_all(dst_fd, buffer[:got], dst_offset + done)
         done += got
+
+
+def _kernel_copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, nbytes: int) -> int:
+    """Bytes copied by `copy_file_range`: all of them, or fewer when this kernel or filesystem cannot do it."""
+    global _kernel_copy
+    done = 0
+    try:
+        while done < nbytes:
+            copied = os.copy_file_range(src_fd, dst_fd, nbytes - done, src_offset + done, dst_offset + done)
+            if copied == 0:
+                raise ReadError("the file ends before the tensor data it lists (truncated download?)")
+            done += copied
+    except OSError as exc:
+        if exc.errno not in _NO_KERNEL_COPY:
+            raise
+        _kernel_copy = False  # not for the rest of the process; the bytes copied so far stay valid
+    return done
 
 
 @dataclass(frozen=True, slots=True)

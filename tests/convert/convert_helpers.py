@@ -14,7 +14,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-WIDTHS = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+WIDTHS = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+    "F8_E4M3": 1, "F8_E5M2": 1,
+}  # fmt: skip
 
 
 def sd_like_state(dtype: torch.dtype = torch.float16, seed: int = 0) -> dict[str, torch.Tensor]:

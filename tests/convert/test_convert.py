@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from convert_helpers import (
     sd_like_state,
     tricky_state,
 )
+from safetensors.torch import load_file
 
 from modeldex.identify import safetensors_writer
 from modeldex.identify.convert import convert_to_safetensors, default_output
@@ -63,6 +65,43 @@ def test_plain_read_write_copy_gives_the_same_file(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(safetensors_writer, "COPY_CHUNK_BYTES", 64)
     slow = convert_to_safetensors(source, tmp_path / "slow.safetensors")
     assert fast.output.read_bytes() == slow.output.read_bytes()
+
+
+def test_dtypes_saved_through_untyped_storages(tmp_path: Path) -> None:
+    """float8 and uint16 tensors are pickled with `_rebuild_tensor_v3` over a byte-counted UntypedStorage."""
+    gen = torch.Generator().manual_seed(5)
+    obj = {
+        "f8": torch.randn(4, 6, generator=gen).to(torch.float8_e4m3fn),
+        "f8_t": torch.randn(6, 4, generator=gen).to(torch.float8_e5m2).t(),
+        "u16": torch.tensor([[1, 2, 60000], [4, 5, 6]], dtype=torch.uint16)[:, 1:],
+        "f32": torch.randn(3, generator=gen),
+    }
+    source = save(obj, tmp_path / "f8.pt")
+    result = convert_to_safetensors(source, durable=False)
+    got = load_file(result.output)
+    for name, tensor in torch.load(source, weights_only=True).items():
+        assert got[name].dtype == tensor.dtype and got[name].shape == tensor.shape, name
+        assert torch.equal(got[name].view(torch.uint8), tensor.contiguous().view(torch.uint8)), name
+    assert_valid_header(result.output)
+
+
+def test_zip64_entries(tmp_path: Path) -> None:
+    """Files over 4 GB use zip64 records; their local headers carry an extra field the offsets must skip."""
+    source = save(tricky_state(), tmp_path / "m.pt")
+    expected = reference(source)
+    with zipfile.ZipFile(source) as original:
+        members = [(info.filename, original.read(info)) for info in original.infolist()]
+    with zipfile.ZipFile(source, "w", compression=zipfile.ZIP_STORED) as rebuilt:
+        for name, data in members:
+            with rebuilt.open(name, "w", force_zip64=True) as entry:
+                entry.write(data)
+    raw = source.read_bytes()
+    with zipfile.ZipFile(source) as check:
+        for info in check.infolist():
+            extra_len = int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+            assert extra_len >= 20, info.filename
+    result = convert_to_safetensors(source, durable=False)
+    assert_same_tensors(result.output, expected)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])

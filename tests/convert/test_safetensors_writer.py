@@ -48,17 +48,23 @@ def test_contiguous_pieces_concatenate_to_c_order(
         assert all(p.nbytes <= max(max_bytes, view.itemsize) or p.shape[0] == 1 for p in pieces)
 
 
-def test_copy_range_reports_a_short_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "src"
-    src.write_bytes(bytes(range(100)))
-    for kernel in (True, False):
-        monkeypatch.setattr(safetensors_writer, "_kernel_copy", kernel)
-        dst = tmp_path / f"dst{kernel}"
-        with open(src, "rb") as s, open(dst, "wb") as d:
-            copy_range(s.fileno(), 10, d.fileno(), 5, 50)
-            with pytest.raises(ReadError, match="ends before"):
-                copy_range(s.fileno(), 90, d.fileno(), 200, 20)
-        assert dst.read_bytes()[5:55] == bytes(range(10, 60))
+@pytest.mark.parametrize("kernel", [True, False], ids=["copy_file_range", "buffered"])
+@pytest.mark.parametrize(
+    "src_offset, dst_offset", [(10, 5), (4096 + 7, 7), (0, 0)], ids=["misaligned", "same-in-page", "start"]
+)
+def test_copy_range_copies_and_reports_a_short_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: bool, src_offset: int, dst_offset: int
+) -> None:
+    monkeypatch.setattr(safetensors_writer, "_kernel_copy", kernel)
+    monkeypatch.setattr(safetensors_writer, "COPY_CHUNK_BYTES", 1000)
+    content = os.urandom(3 * 4096 + 100)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(content)
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        copy_range(s.fileno(), src_offset, d.fileno(), dst_offset, 2 * 4096 + 3)
+        with pytest.raises(ReadError, match="ends before"):
+            copy_range(s.fileno(), len(content) - 10, d.fileno(), 5 * 4096, 20)
+    assert dst.read_bytes()[dst_offset : dst_offset + 2 * 4096 + 3] == content[src_offset : src_offset + 2 * 4096 + 3]
 
 
 def test_layout_aligns_every_tensor_and_writes_a_loadable_file(tmp_path: Path) -> None:
