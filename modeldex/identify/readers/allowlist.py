@@ -41,7 +41,7 @@ _EXACT = frozenset(
     }
 )
 
-_HARMLESS_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray"})
+_HARMLESS_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytes", "bytearray"})
 """Constructors of plain values. Never eval, exec, getattr, open, compile, __import__, apply, breakpoint..."""
 
 _INERT_PACKAGES = ("pytorch_lightning.callbacks", "lightning")
@@ -72,5 +72,5 @@ def is_allowed(module: str, name: str) -> bool:
 
 
 def global_name(module: str, name: str) -> str:
-    """The `module.name` spelling that reports use."""
-    return f"{module}.{name}"
+    """The `module.name` spelling that reports use (Python 2's `__builtin__`, which protocol 2 writes, as `builtins`)."""
+    return f"{'builtins' if module == '__builtin__' else module}.{name}"

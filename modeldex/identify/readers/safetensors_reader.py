@@ -8,6 +8,7 @@ so a truncated download is reported rather than half-read.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any, BinaryIO
 
@@ -19,8 +20,12 @@ MAX_HEADER_BYTES = 100_000_000
 """The reference implementation's `MAX_HEADER_SIZE`."""
 
 
-def _is_count(value: Any) -> bool:
-    return type(value) is int and value >= 0
+_INT_ONLY = frozenset({int})
+
+
+def _are_counts(values: list[Any]) -> bool:
+    # C-level checks: this runs for every tensor of every file (JSON booleans are not counts).
+    return _INT_ONLY.issuperset(map(type, values)) and min(values, default=0) >= 0
 
 
 def _tensor(name: str, entry: Any, buffer_len: int) -> TensorInfo:
@@ -32,18 +37,16 @@ def _tensor(name: str, entry: Any, buffer_len: int) -> TensorInfo:
     bits = SAFETENSORS_BITS.get(dtype)
     if bits is None:
         raise ReadError(f"tensor {name!r} has the unknown dtype {dtype!r}")
-    if not all(_is_count(d) for d in shape):
+    if not _are_counts(shape):
         raise ReadError(f"tensor {name!r} has an invalid shape {shape!r}")
-    if len(offsets) != 2 or not all(_is_count(o) for o in offsets) or offsets[0] > offsets[1]:
+    if len(offsets) != 2 or not _are_counts(offsets) or offsets[0] > offsets[1]:
         raise ReadError(f"tensor {name!r} has invalid data_offsets {offsets!r}")
     begin, end = offsets
     if end > buffer_len:
         raise ReadError(
             f"truncated: tensor {name!r} ends at byte {end:,} of a {buffer_len:,}-byte buffer (an interrupted download?)"
         )
-    numel = 1
-    for dim in shape:
-        numel *= dim
+    numel = math.prod(shape)
     if (numel * bits) % 8 or (numel * bits) // 8 != end - begin:
         raise ReadError(f"tensor {name!r}: {end - begin:,} bytes do not hold shape {shape} of {dtype}")
     return TensorInfo(shape=tuple(shape), dtype=dtype, storage_offset=begin)

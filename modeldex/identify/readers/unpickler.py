@@ -194,15 +194,19 @@ def _encode(obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
     return obj.encode(encoding)
 
 
-def _bytearray(*args: Any) -> bytearray:
-    # bytearray(10**12) would allocate: only accept the (text, encoding) and bytes forms pickles use.
+def _bytes_from(*args: Any) -> bytes:
+    # bytes(10**12) would allocate: only accept the () / (text, encoding) / (bytes or list) forms pickles use.
     if len(args) == 2 and isinstance(args[0], str) and args[1] in _SAFE_ENCODINGS:
-        return bytearray(args[0], args[1])
-    if len(args) == 1 and isinstance(args[0], bytes | list):
-        return bytearray(args[0])
+        return bytes(args[0], args[1])
+    if len(args) == 1 and isinstance(args[0], bytes | bytearray | list):
+        return bytes(args[0])
     if not args:
-        return bytearray()
-    raise _bad("bytearray call")
+        return b""
+    raise _bad("bytes call")
+
+
+def _bytearray(*args: Any) -> bytearray:
+    return bytearray(_bytes_from(*args))
 
 
 _NUMPY_SCALAR_CODE = re.compile(r"^[biufc][0-9]{1,2}$")
@@ -226,6 +230,7 @@ _BUILTINS: dict[str, Any] = {
     "frozenset": frozenset,
     "slice": slice,
     "complex": complex,
+    "bytes": _bytes_from,
     "bytearray": _bytearray,
 }
 
