@@ -31,17 +31,17 @@ _AFTER_SEP = chr(ord(_SEP) + 1)  # bytewise, every path under "root/" sorts in [
 
 
 def cached_rows(session: Session, *, roots: Sequence[str] = (), files: Sequence[str] = ()) -> dict[str, Row[Any]]:
-    """Rows for the files under each folder in `roots` and for each path in `files`, by path, in one query.
+    """The rows (their `SCAN_COLUMNS`) of the files under each folder in `roots` and of each path in `files`.
 
-    Paths are absolute, as `os.path.abspath` gives them.
+    One query; the result is keyed by path. Paths are absolute, as `os.path.abspath` gives them.
     """
     conditions = [_under(session, root) for root in roots]
     if files:
         conditions.append(TABLE.c.path.in_(list(dict.fromkeys(files))))
     if not conditions:
         return {}
-    query: Select[Any] = select(*TABLE.columns).where(or_(*conditions))
-    return {row.path: row for row in session.execute(query)}
+    query: Select[Any] = select(*(TABLE.c[name] for name in SCAN_COLUMNS)).where(or_(*conditions))
+    return {row.path: row for row in session.execute(query).all()}
 
 
 def _under(session: Session, root: str) -> ColumnElement[bool]:

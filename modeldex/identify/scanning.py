@@ -18,7 +18,7 @@ from modeldex.identify.hashing import FileHashes, hash_file
 from modeldex.identify.identify import identify_path, iter_targets
 from modeldex.identify.readers.diffusers_folder import is_diffusers_folder
 from modeldex.identify.records import Identification
-from modeldex.identify.sorting.partial import partial_reason
+from modeldex.identify.sorting.partial import ARIA2_SUFFIX, PARTIAL_SUFFIXES
 
 AUTOV3_KINDS = frozenset({"lora", "embedding", "hypernetwork"})
 """Kinds A1111 knows by AutoV3 ("Lora hashes", "TI hashes"): adapters whose metadata users edit."""
@@ -89,21 +89,31 @@ def walk(paths: Iterable[Path]) -> Iterator[Target | Problem]:
     """
     for given in paths:
         display = str(given)
-        absolute = os.path.abspath(given)
         try:
             st = os.stat(given)
         except OSError as exc:
             reason = "no such file or folder" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
-            yield Problem(display, absolute, f"cannot scan {display}: {reason}")
+            yield Problem(display, os.path.abspath(given), f"cannot scan {display}: {reason}")
             continue
         if not stat.S_ISDIR(st.st_mode):
-            yield _file_target(display, absolute, st)
+            yield _file_target(display, st)
             continue
-        for found in iter_targets([given], recursive=True):
-            if found.is_dir():
-                yield _folder_target(found) if _is_model_folder(found) else _unreadable(found)
-            elif not _passed_by(found):
-                yield _stat_target(found)
+        found = [os.fspath(p) for p in iter_targets([given], recursive=True)]
+        listed = set(found)
+        for text in found:
+            if _passed_by(text, listed):
+                continue
+            try:
+                st = os.stat(text)
+            except OSError as exc:
+                yield Problem(text, os.path.abspath(text), f"cannot scan {text}: {exc.strerror or exc}")
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                yield _file_target(text, st)
+            elif _is_model_folder(Path(text)):
+                yield _folder_target(Path(text))
+            else:  # iter_targets hands back a plain folder only when it could not list it
+                yield Problem(text, os.path.abspath(text), f"cannot scan {text}: the folder could not be read")
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -113,27 +123,16 @@ def _is_model_folder(path: Path) -> bool:
         return False
 
 
-def _unreadable(folder: Path) -> Problem:
-    """iter_targets hands back a plain folder only when it could not list it."""
-    return Problem(str(folder), os.path.abspath(folder), f"cannot scan {folder}: the folder could not be read")
+def _passed_by(path: str, listed: set[str]) -> bool:
+    """Sidecars, previews and downloads in progress (by name, or by an aria2 control file in the listing)."""
+    name = os.path.basename(path).lower()
+    if name.endswith(NOT_MODEL_SUFFIXES) or name.endswith(PARTIAL_SUFFIXES) or name.endswith(ARIA2_SUFFIX):
+        return True
+    return path + ARIA2_SUFFIX in listed
 
 
-def _passed_by(path: Path) -> bool:
-    return path.name.lower().endswith(NOT_MODEL_SUFFIXES) or partial_reason(path) is not None
-
-
-def _file_target(display: str, absolute: str, st: os.stat_result) -> Target:
-    return Target(display, absolute, st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-def _stat_target(path: Path) -> Target | Problem:
-    display = str(path)
-    absolute = os.path.abspath(path)
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return Problem(display, absolute, f"cannot scan {display}: {exc.strerror or exc}")
-    return _file_target(display, absolute, st)
+def _file_target(display: str, st: os.stat_result) -> Target:
+    return Target(display, os.path.abspath(display), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _folder_target(folder: Path) -> Target | Problem:
