@@ -8,7 +8,10 @@ a fresh generator and mixes it in with A1111's slerp; "Seed resize from WxH" dra
 pastes it, centred, into noise of the new size.
 
 RNG sources: "GPU" (A1111's default: torch's CUDA generator), "CPU" (torch's CPU generator) and "NV" (CUDA's Philox
-generator computed on the CPU, `rng_philox`). torch is imported inside functions only.
+generator computed on the CPU, `rng_philox`, bit for bit what A1111's `RNG: NV` draws). Without CUDA, "GPU" falls
+back to NV with a warning: NV follows CUDA's counter layout but evaluates Box-Muller in float64 where CUDA uses
+float32, so its numbers can differ from a GPU's in the last bits. Every tensor is returned as float32 on the CPU
+(or `A1111Noise.device`). torch is imported inside functions only.
 """
 
 from __future__ import annotations
@@ -93,8 +96,9 @@ def create_stream(seed: int, source: str = "GPU") -> NoiseStream:
         if cuda_available():
             return _TorchStream(seed, "cuda")
         warnings.warn(
-            "RNG source GPU needs CUDA, which is not available: using the NV generator, which reproduces CUDA's "
-            "initial noise on the CPU (later ancestral-step noise may differ from a real GPU)",
+            "RNG source GPU needs CUDA, which is not available: using the NV generator instead, A1111's CPU copy "
+            "of CUDA's Philox generator (its numbers can differ from a real GPU's in the last float32 bits, and "
+            "entirely for draws larger than one pass of the GPU's threads)",
             RuntimeWarning,
             stacklevel=3,
         )
