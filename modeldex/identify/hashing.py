@@ -19,7 +19,6 @@ import hashlib
 import os
 import zlib
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +157,8 @@ def hash_file(
             if threaded:
                 _pass_threaded(f, digests, chunk_size)
             else:
-                _pass_inline(f, digests, chunk_size)
+                # A small file gets a small buffer: zero-filling 4 MiB per file would dominate a folder of them.
+                _pass_inline(f, digests, min(chunk_size, size + 1))
     except IsADirectoryError as exc:
         raise ReadError(f"{path} is a folder, not a file") from exc
     except OSError as exc:
@@ -201,7 +201,7 @@ def _pass_threaded(f: Any, digests: _Digests, chunk_size: int) -> None:
                 break
             chunk = views[index % BUFFERS][:n]
             digests.sniff(chunk, pos)
-            futures = [lanes[0].submit(_update, digests.sha256.update, chunk)]
+            futures: list[Future[None]] = [lanes[0].submit(digests.sha256.update, chunk)]
             if len(lanes) > 1:
                 futures.append(lanes[1].submit(digests.feed_autov3, chunk, pos, digests.autov3_start))
             digests.feed_side(chunk, pos)
@@ -213,10 +213,6 @@ def _pass_threaded(f: Any, digests: _Digests, chunk_size: int) -> None:
     finally:
         for lane in lanes:
             lane.shutdown(wait=True)
-
-
-def _update(update: Callable[[memoryview], None], chunk: memoryview) -> None:
-    update(chunk)
 
 
 def _wait(futures: list[Future[None]]) -> None:

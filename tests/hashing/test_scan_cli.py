@@ -120,3 +120,12 @@ def test_vanished_file_is_reported(library: Path) -> None:
     code, out, _ = invoke(str(library))
     assert code == 0
     assert "removed from the index (gone)" in out and "b.ckpt" in out
+
+
+def test_many_files_show_progress_on_stderr_and_a_summary(tmp_path: Path) -> None:
+    for i in range(60):
+        write_noise(tmp_path / "many" / f"{i:02d}.bin", 100 + i, seed=i)
+    code, out, err = invoke("--jobs", "2", str(tmp_path / "many"))
+    assert code == 0
+    assert "scanning" in err and "60/60 files" in err
+    assert "identified and hashed" in out and "60" in out
