@@ -12,7 +12,7 @@ import torch
 from scipy import special
 
 from modeldex.errors import GenerationError
-from modeldex.generator.samplers import a1111_sigmas, schedule_sigmas
+from modeldex.generator.samplers import a1111_img2img_sigmas, a1111_sigmas, schedule_sigmas
 from modeldex.generator.samplers.ays import AYS_SIGMAS
 from modeldex.generator.samplers.names import (
     SAMPLERS,
@@ -334,3 +334,30 @@ def test_name_tables_and_the_package_import_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_hires_pass_runs_exactly_the_hires_steps():
+    sigmas = a1111_img2img_sigmas("DPM++ 2M", 20, 0.5, hires_steps=10)
+    assert len(sigmas) == 11  # int(10 / 0.5) = 20 steps built, the last 10 run
+    assert torch.equal(sigmas, a1111_sigmas("DPM++ 2M", 20)[10:])
+    # Hires steps 0 means the first pass's steps: int(15 / 0.7) = 21 built, 15 run
+    zero = a1111_img2img_sigmas("Euler a", 15, 0.7, hires_steps=0)
+    assert len(zero) == 16 and torch.equal(zero, a1111_sigmas("Euler a", 21)[6:])
+    assert torch.equal(
+        a1111_img2img_sigmas("Euler", 15, 0.7, fix_steps=True), a1111_img2img_sigmas("Euler", 15, 0.7, hires_steps=15)
+    )
+
+
+def test_plain_img2img_runs_a_strength_share_of_the_steps():
+    sigmas = a1111_img2img_sigmas("Euler", 20, 0.75)
+    assert torch.equal(sigmas, a1111_sigmas("Euler", 20)[4:])  # int(0.75 * 20) + 1 = 16 steps
+    assert torch.equal(a1111_img2img_sigmas("Euler", 20, 1.0), a1111_sigmas("Euler", 20))  # capped at 0.999
+    dpm2 = a1111_img2img_sigmas("DPM2", 10, 0.5)
+    assert torch.equal(dpm2, a1111_sigmas("DPM2", 10)[4:])
+
+
+def test_img2img_sigmas_refuse_what_they_cannot_reproduce():
+    with pytest.raises(GenerationError, match="denoising strength"):
+        a1111_img2img_sigmas("Euler", 20, 0.0)
+    with pytest.raises(GenerationError, match="timesteps"):
+        a1111_img2img_sigmas("DDIM", 20, 0.5)

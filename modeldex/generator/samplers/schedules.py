@@ -273,3 +273,57 @@ def a1111_sigmas(
 
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
     return sigmas.float()
+
+
+def a1111_img2img_sigmas(
+    sampler: str,
+    steps: int,
+    denoising_strength: float,
+    schedule: str = "Automatic",
+    family: str = "sd1",
+    *,
+    hires_steps: int | None = None,
+    fix_steps: bool = False,
+    version: str | None = None,
+    downcast_alphas: bool = False,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    rho: float | None = None,
+    discard_penultimate: bool = False,
+    beta_alpha: float = BETA_ALPHA_DEFAULT,
+    beta_beta: float = BETA_BETA_DEFAULT,
+) -> torch.Tensor:
+    """The tail of the sigma list that A1111's img2img and hires-fix passes sample (k-diffusion samplers).
+
+    A hires pass (`hires_steps` given; `Hires steps: 0` means the first pass's `steps`) or img2img with A1111's
+    "do exactly the amount of steps the slider specifies" setting (`fix_steps`) builds a list for
+    `int(steps / min(strength, 0.999))` steps and runs exactly `steps` of them; plain img2img builds `steps` and runs
+    `int(min(strength, 0.999) * steps) + 1`. The pass starts from `image_latent + noise * result[0]`.
+    """
+    if not denoising_strength > 0:
+        raise GenerationError(f"an img2img pass needs a denoising strength above 0, not {denoising_strength}")
+    if resolve_sampler(sampler, schedule, version).sampler.kind == TIMESTEP:
+        raise GenerationError(f"img2img with {sampler} runs on timesteps and is not reproduced here")
+    strength = min(float(denoising_strength), 0.999)
+    if hires_steps is not None or fix_steps:
+        requested = hires_steps or steps
+        total = int(requested / strength)
+        t_enc = requested - 1
+    else:
+        total = steps
+        t_enc = int(strength * steps)
+    sigmas = a1111_sigmas(
+        sampler,
+        total,
+        schedule,
+        family,
+        version=version,
+        downcast_alphas=downcast_alphas,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        rho=rho,
+        discard_penultimate=discard_penultimate,
+        beta_alpha=beta_alpha,
+        beta_beta=beta_beta,
+    )
+    return sigmas[total - t_enc - 1 :]
