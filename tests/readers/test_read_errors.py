@@ -29,6 +29,8 @@ LFS_POINTER = (
         (b"\xef\xbb\xbf  <html lang='en'><body>Not found</body></html>", "HTML page"),
         (b'{"error": "Unauthorized: API key required", "code": 401}', "JSON document.*Unauthorized: API key required"),
         (b'[{"message": "x"}]', "JSON document"),
+        (b'{"data":{"message": "gone"}}', "JSON document"),  # `{` at byte 8, like a safetensors header
+        (b"\x00" * 10_000, "only zero bytes at the start"),
         (b"<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>", "XML document"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "PNG image"),
         (b"Rar!\x1a\x07\x01\x00" + b"\x00" * 64, "RAR archive: unpack it first"),
@@ -44,6 +46,8 @@ LFS_POINTER = (
         "html-bom",
         "json-error",
         "json-list",
+        "json-nested",
+        "zeros",
         "xml",
         "png",
         "rar",

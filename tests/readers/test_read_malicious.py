@@ -38,7 +38,7 @@ SYSTEM = f"{os.system.__module__}.system"  # how pickle names os.system: posix.s
 
 def pickle_ends(data: bytes) -> list[int]:
     """Where each of the back-to-back pickles in `data` ends (just past its STOP)."""
-    stream, ends = io.BytesIO(data), []
+    stream, ends = io.BytesIO(data), list[int]()
     while len(ends) < 5:
         for opcode, _arg, _pos in pickletools.genops(stream):
             if opcode.name == "STOP":

@@ -19,7 +19,7 @@ from modeldex.identify.readers import read_header
 
 def test_matches_safe_open(tmp_path: Path) -> None:
     path = tmp_path / "lora.safetensors"
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": np.zeros((4, 320, 1, 1), np.float16),
         "lora_unet_down_blocks_0_attentions_0_proj_in.alpha": np.array(4.0, np.float32),
         "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": np.zeros((3072, 4), np.float32),

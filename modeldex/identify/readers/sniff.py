@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import struct
 
 from modeldex.errors import ReadError
 
@@ -82,13 +83,17 @@ def sniff(head: bytes, size: int, read_all: bytes | None = None) -> Container:
         return Container.GGUF
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return Container.TORCH_ZIP
-    if len(head) >= 9 and head[8:9] == b"{":
-        return Container.SAFETENSORS
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return Container.PICKLE
+    if len(head) >= 9 and head[8:9] == b"{":
+        # A JSON body such as `{"data":{...` also has `{` at byte 8; its "length" then runs past the end.
+        if 8 + struct.unpack("<Q", head[:8])[0] <= size or not _text_error(head, size, read_all):
+            return Container.SAFETENSORS
     problem = _text_error(head, size, read_all)
     if problem:
         raise ReadError(problem)
+    if not head.strip(b"\x00"):
+        raise ReadError("only zero bytes at the start (an unfinished or preallocated download?), not a model")
     for offset, magic, message in _OTHER_FORMATS:
         if head[offset : offset + len(magic)] == magic:
             raise ReadError(message)
