@@ -289,19 +289,32 @@ def _revisit(journal: SqlJournal, undo: str | None, resume: str | None, as_json:
 _WIDTH = 11
 
 
+def _printable(text: str) -> str:
+    # A name that is not valid UTF-8 shows its raw bytes as \x.. escapes instead of breaking the output.
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _show(path: Path | None, *bases: Path) -> str:
     if path is None:
         return "-"
     for base in bases:
         if base.is_dir() and (path == base or base in path.parents):
-            return str(path.relative_to(base)) or path.name
-    return str(path)
+            return _printable(str(path.relative_to(base)) or path.name)
+    return _printable(str(path))
+
+
+def _action_json(action: SortAction) -> dict[str, object]:
+    record = action.to_json()
+    for key in ("source", "destination", "sidecar_of", "reason"):
+        if record[key] is not None:
+            record[key] = _printable(record[key])
+    return record
 
 
 def _describe_action(action: SortAction, plan: SortPlan) -> list[str]:
     src = _show(action.source, plan.source, plan.source.parent)
     if action.action == "skip":
-        return [f"{'skip':<{_WIDTH}}{src}: {action.reason}"]
+        return [f"{'skip':<{_WIDTH}}{src}: {_printable(action.reason)}"]
     dst = _show(action.destination, plan.root)
     lines = [f"{action.action:<{_WIDTH}}{src} -> {dst}"]
     details = []
@@ -323,7 +336,7 @@ def _count_line(counts: Counter[str]) -> str:
 def _print_plan(plan: SortPlan, as_json: bool) -> None:
     if as_json:
         for action in plan.actions:
-            echo_json_line(action.to_json())
+            echo_json_line(_action_json(action))
         return
     for action in plan.actions:
         for line in _describe_action(action, plan):
@@ -336,7 +349,7 @@ def _print_result(plan: SortPlan, result: RunResult, as_json: bool) -> None:
     if as_json:
         for seq, action in enumerate(plan.actions):
             outcome = outcomes[seq]
-            echo_json_line(dict(action.to_json(), run=result.run_id, state=outcome.state, error=outcome.error))
+            echo_json_line(dict(_action_json(action), run=result.run_id, state=outcome.state, error=outcome.error))
         return
     for seq, action in enumerate(plan.actions):
         lines = _describe_action(action, plan)

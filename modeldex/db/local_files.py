@@ -26,6 +26,8 @@ SCAN_COLUMNS = (
 )  # fmt: skip
 """The columns a scan writes; `version_file_id` and `user_overrides` belong to sync and to the user."""
 
+IN_CHUNK = 500
+"""Paths per `IN (...)` list: well under SQLite's bound-parameter limit."""
 _SEP = os.sep
 _AFTER_SEP = chr(ord(_SEP) + 1)  # bytewise, every path under "root/" sorts in ["root/", "root0")
 
@@ -33,15 +35,19 @@ _AFTER_SEP = chr(ord(_SEP) + 1)  # bytewise, every path under "root/" sorts in [
 def cached_rows(session: Session, *, roots: Sequence[str] = (), files: Sequence[str] = ()) -> dict[str, Row[Any]]:
     """The rows (their `SCAN_COLUMNS`) of the files under each folder in `roots` and of each path in `files`.
 
-    One query; the result is keyed by path. Paths are absolute, as `os.path.abspath` gives them.
+    One query for the folders, plus one per `IN_CHUNK` named files; the result is keyed by path. Paths are
+    absolute, as `os.path.abspath` gives them.
     """
-    conditions = [_under(session, root) for root in roots]
-    if files:
-        conditions.append(TABLE.c.path.in_(list(dict.fromkeys(files))))
-    if not conditions:
-        return {}
-    query: Select[Any] = select(*(TABLE.c[name] for name in SCAN_COLUMNS)).where(or_(*conditions))
-    return {row.path: row for row in session.execute(query).all()}
+    columns = [TABLE.c[name] for name in SCAN_COLUMNS]
+    found: dict[str, Row[Any]] = {}
+    if roots:
+        query: Select[Any] = select(*columns).where(or_(*(_under(session, root) for root in roots)))
+        found.update((row.path, row) for row in session.execute(query).all())
+    unique = list(dict.fromkeys(files))
+    for start in range(0, len(unique), IN_CHUNK):
+        query = select(*columns).where(TABLE.c.path.in_(unique[start : start + IN_CHUNK]))
+        found.update((row.path, row) for row in session.execute(query).all())
+    return found
 
 
 def _under(session: Session, root: str) -> ColumnElement[bool]:
@@ -111,8 +117,8 @@ def delete_paths(session: Session, paths: Iterable[str]) -> int:
     """Delete the rows of these paths; returns how many went."""
     paths = list(paths)
     deleted = 0
-    for start in range(0, len(paths), 500):  # stay under SQLite's bound-parameter limit
-        result = session.execute(delete(TABLE).where(TABLE.c.path.in_(paths[start : start + 500])))
+    for start in range(0, len(paths), IN_CHUNK):
+        result = session.execute(delete(TABLE).where(TABLE.c.path.in_(paths[start : start + IN_CHUNK])))
         deleted += result.rowcount or 0  # type: ignore[attr-defined]
     return deleted
 

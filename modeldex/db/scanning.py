@@ -70,7 +70,8 @@ def scan(
     observer = observer or ScanObserver()
     targets = _each_path_once(walk(paths))
     roots = [os.path.abspath(p) for p in paths if os.path.isdir(p)]
-    files = [t.path for t in targets]
+    prefixes = tuple(root.rstrip(os.sep) + os.sep for root in roots)
+    files = [t.path for t in targets if not t.path.startswith(prefixes)] if prefixes else [t.path for t in targets]
     with session_factory() as session:
         cache = cached_rows(session, roots=roots, files=files)
         session.rollback()

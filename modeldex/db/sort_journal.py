@@ -83,10 +83,10 @@ class SqlJournal:
                     "run_id": run_id,
                     "seq": seq,
                     "action": action.action,
-                    "source": str(action.source),
-                    "destination": str(action.destination) if action.destination is not None else None,
+                    "source": _text(action.source, exact=action.changes_files),
+                    "destination": _text(action.destination, exact=action.changes_files),
                     "sha256": action.sha256,
-                    "reason": action.reason,
+                    "reason": _printable(action.reason),
                     "state": "pending" if action.changes_files else "skipped",
                 }
                 for seq, action in enumerate(plan.actions)
@@ -210,6 +210,25 @@ class SqlJournal:
                 )
             )
         return summaries
+
+
+def _text(path: Path | None, *, exact: bool) -> str | None:
+    """A path as TEXT. Paths the sort acts on must round-trip (the planner leaves names that are not UTF-8 in place);
+    paths it only reports keep undecodable bytes as visible `\\x..` escapes."""
+    if path is None:
+        return None
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        if exact:
+            raise SortError(f"cannot journal {text!r}: its name is not valid UTF-8") from None
+        return _printable(text)
+    return text
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _count_key(action: str, state: str) -> str:

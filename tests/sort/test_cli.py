@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,18 @@ def test_dedupe_and_quarantine(env: tuple[Path, Path, Path], tmp_path: Path) -> 
     assert [p.name for p in (data / "trash").rglob("*.safetensors")] == ["style.safetensors"]
     assert run("--undo").exit_code == 0
     assert (source / "style.safetensors").is_file() and (source / "evil_unsafe.ckpt").is_file()
+
+
+def test_a_name_that_is_not_utf8_stays_and_prints(env: tuple[Path, Path, Path]) -> None:
+    source, root, _ = env
+    bad = Path(os.fsdecode(bytes(source) + b"/style \xff.safetensors"))
+    write(bad, b"a lora with a latin-1 name")
+    dry = run(source, "--into", root, "--settle", "0", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    record = next(json.loads(line) for line in dry.output.splitlines() if "\\xff" in line)
+    assert record["source"] == str(source) + "/style \\xff.safetensors"
+    assert record["action"] == "skip" and "not valid UTF-8" in record["reason"]
+    applied = run(source, "--into", root, "--settle", "0")
+    assert applied.exit_code == 0, applied.output
+    assert "skip       style \\xff.safetensors: its name is not valid UTF-8" in applied.output
+    assert bad.exists() and (root / "models/Lora/style.safetensors").is_file()

@@ -337,10 +337,20 @@ def undo_run(run_id: int, journal: Journal, *, checkpoint: Checkpoint = no_check
             _undo_one(sidecar, run_id, marks, model_state, checkpoint, outcomes)
         marks.flush()
     ordered = tuple(outcomes[op.seq] for op in run.ops)
+    _remove_empty_trash(run.ops)
     refused = any(o.state == "refused" for o in ordered)
     state: RunState = "partly_undone" if refused else "undone"
     journal.set_run_state(run_id, state)
     return RunResult(run_id, state, ordered)
+
+
+def _remove_empty_trash(ops: tuple[JournalledOp, ...]) -> None:
+    """The run's own trash folder goes once everything in it went back (rmdir refuses a folder that is not empty)."""
+    for folder in {op.destination.parent for op in ops if op.action == "dedupe" and op.destination is not None}:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def _undo_one(

@@ -56,6 +56,15 @@ def _size(path: Path) -> int:
         return -1  # gone since hashed: matches nothing in the library
 
 
+def _utf8(path: Path) -> bool:
+    """Whether a path has a faithful UTF-8 spelling (names with undecodable bytes carry surrogate escapes)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -124,7 +133,7 @@ class _Library:
             try:
                 with os.scandir(folder) as entries:
                     for entry in entries:
-                        if entry.name.startswith(".") or not entry.is_file():
+                        if entry.name.startswith(".") or not entry.is_file() or not _utf8(Path(entry.path)):
                             continue
                         sizes.setdefault(entry.stat().st_size, []).append(Path(entry.path))
             except (FileNotFoundError, NotADirectoryError):
@@ -324,6 +333,9 @@ def plan_sort(
         raise SortError(f"{source} does not exist")
     if not root.is_dir():
         raise SortError(f"the library folder {root} does not exist (it must be the WebUI or ComfyUI folder)")
+    for folder in (source, root, options.quarantine, options.trash):
+        if folder is not None and not _utf8(folder):
+            raise SortError(f"{folder!s:.200} has a name that is not valid UTF-8; the sort journal cannot record it")
     if options.dedupe and (options.mode != "move" or options.trash is None):
         raise SortError("--dedupe moves duplicate sources to the trash: it works only when moving files")
     trash_run = None
@@ -342,6 +354,8 @@ def plan_sort(
     loose: list[Path] = []
     for path in walk.files:
         why = "hidden file" if path.name.startswith(".") and path != source else partial_reason(path)
+        if why is None and not _utf8(path):
+            why = "its name is not valid UTF-8, which the journal cannot record (rename it)"
         if why is not None:
             entries.append((path, "skip", f"{why}: left in place"))
         elif looks_like_sidecar(path):
