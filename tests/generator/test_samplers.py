@@ -535,6 +535,8 @@ def test_initial_latent_scales_for_each_kind_of_sampler():
     noise = torch.ones((1, 1))
     sigmas = a1111_sigmas("DDIM", 10)
     assert float(initial_latent("Euler", noise, torch.tensor([5.0, 0.0]))) == 5.0
+    sgm = initial_latent("Euler", noise, torch.tensor([5.0, 0.0]), sgm_noise_multiplier=True)
+    assert float(sgm) == pytest.approx(math.sqrt(26.0))
     first_inputs: list[torch.Tensor] = []
 
     def recording(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from scipy import special
 
 from modeldex.errors import GenerationError
-from modeldex.generator.samplers import a1111_img2img_sigmas, a1111_sigmas, schedule_sigmas
+from modeldex.generator.samplers import a1111_img2img_sigmas, a1111_img2img_steps, a1111_sigmas, schedule_sigmas
 from modeldex.generator.samplers.ays import AYS_SIGMAS
 from modeldex.generator.samplers.names import (
     SAMPLERS,
@@ -354,6 +354,13 @@ def test_plain_img2img_runs_a_strength_share_of_the_steps():
     assert torch.equal(a1111_img2img_sigmas("Euler", 20, 1.0), a1111_sigmas("Euler", 20))  # capped at 0.999
     dpm2 = a1111_img2img_sigmas("DPM2", 10, 0.5)
     assert torch.equal(dpm2, a1111_sigmas("DPM2", 10)[4:])
+
+
+def test_img2img_step_counts():
+    assert a1111_img2img_steps(20, 0.5, hires_steps=10) == (20, 9)
+    assert a1111_img2img_steps(20, 0.3, hires_steps=10) == (33, 9)
+    assert a1111_img2img_steps(20, 0.75) == (20, 15)
+    assert a1111_img2img_steps(20, 0.75, fix_steps=True) == (26, 19)
 
 
 def test_img2img_sigmas_refuse_what_they_cannot_reproduce():

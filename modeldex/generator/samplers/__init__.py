@@ -13,13 +13,19 @@ if TYPE_CHECKING:
     from modeldex.generator.samplers.brownian import BrownianNoiseSampler, brownian_noise_sampler
     from modeldex.generator.samplers.names import SAMPLERS, SCHEDULES, resolve_sampler
     from modeldex.generator.samplers.sampling import initial_latent, sample
-    from modeldex.generator.samplers.schedules import a1111_img2img_sigmas, a1111_sigmas, schedule_sigmas
+    from modeldex.generator.samplers.schedules import (
+        a1111_img2img_sigmas,
+        a1111_img2img_steps,
+        a1111_sigmas,
+        schedule_sigmas,
+    )
 
 __all__ = [
     "SAMPLERS",
     "SCHEDULES",
     "BrownianNoiseSampler",
     "a1111_img2img_sigmas",
+    "a1111_img2img_steps",
     "a1111_sigmas",
     "brownian_noise_sampler",
     "initial_latent",
@@ -31,6 +37,7 @@ __all__ = [
 _HOMES = {
     "a1111_sigmas": "schedules",
     "a1111_img2img_sigmas": "schedules",
+    "a1111_img2img_steps": "schedules",
     "schedule_sigmas": "schedules",
     "sample": "sampling",
     "initial_latent": "sampling",

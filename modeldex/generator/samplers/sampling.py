@@ -33,14 +33,17 @@ def _sampler_info(sampler: str) -> SamplerInfo:
     return find_sampler(split_sampler_name(sampler)[0])
 
 
-def initial_latent(sampler: str, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+def initial_latent(
+    sampler: str, noise: torch.Tensor, sigmas: torch.Tensor, *, sgm_noise_multiplier: bool = False
+) -> torch.Tensor:
     """The starting `x` for `sample` from A1111's unit initial noise (txt2img).
 
-    k-diffusion samplers start from `noise * sigmas[0]`. A1111 starts DDIM, PLMS and UniPC from the unit noise
-    itself in VP space, which is `noise * sqrt(1 + sigmas[0]**2)` in the sigma parametrisation `sample` uses.
+    k-diffusion samplers start from `noise * sigmas[0]` (`noise * sqrt(1 + sigmas[0]**2)` with A1111's
+    `SGM noise multiplier: True`). A1111 starts DDIM, PLMS and UniPC from the unit noise itself in VP space, which
+    is `noise * sqrt(1 + sigmas[0]**2)` in the sigma parametrisation `sample` uses.
     """
     sigma = float(sigmas[0])
-    if _sampler_info(sampler).kind == TIMESTEP:
+    if _sampler_info(sampler).kind == TIMESTEP or sgm_noise_multiplier:
         return noise * math.sqrt(1.0 + sigma * sigma)
     return noise * sigma
 

@@ -275,6 +275,25 @@ def a1111_sigmas(
     return sigmas.float()
 
 
+def a1111_img2img_steps(
+    steps: int, denoising_strength: float, *, hires_steps: int | None = None, fix_steps: bool = False
+) -> tuple[int, int]:
+    """A1111's `setup_img2img_steps`: (steps of the full sigma list, index offset `t_enc`) for an img2img pass.
+
+    A hires pass (`hires_steps` given; `Hires steps: 0` means the first pass's `steps`) or img2img with A1111's
+    "do exactly the amount of steps the slider specifies" setting (`fix_steps`) builds a list for
+    `int(steps / min(strength, 0.999))` steps and runs exactly `steps` of them; plain img2img builds `steps` and runs
+    `int(min(strength, 0.999) * steps) + 1`.
+    """
+    if not denoising_strength > 0:
+        raise GenerationError(f"an img2img pass needs a denoising strength above 0, not {denoising_strength}")
+    strength = min(float(denoising_strength), 0.999)
+    if hires_steps is not None or fix_steps:
+        requested = hires_steps or steps
+        return int(requested / strength), requested - 1
+    return steps, int(strength * steps)
+
+
 def a1111_img2img_sigmas(
     sampler: str,
     steps: int,
@@ -295,23 +314,14 @@ def a1111_img2img_sigmas(
 ) -> torch.Tensor:
     """The tail of the sigma list that A1111's img2img and hires-fix passes sample (k-diffusion samplers).
 
-    A hires pass (`hires_steps` given; `Hires steps: 0` means the first pass's `steps`) or img2img with A1111's
-    "do exactly the amount of steps the slider specifies" setting (`fix_steps`) builds a list for
-    `int(steps / min(strength, 0.999))` steps and runs exactly `steps` of them; plain img2img builds `steps` and runs
-    `int(min(strength, 0.999) * steps) + 1`. The pass starts from `image_latent + noise * result[0]`.
+    The step counts follow `a1111_img2img_steps`; the pass starts from `image_latent + noise * result[0]`. For the
+    Brownian samplers A1111 builds the tree over the *full* list, not this tail: pass
+    `noise_sampler=brownian_noise_sampler(x, full[full > 0].min(), full.max(), seeds)` with
+    `full = a1111_sigmas(sampler, a1111_img2img_steps(...)[0], ...)`.
     """
-    if not denoising_strength > 0:
-        raise GenerationError(f"an img2img pass needs a denoising strength above 0, not {denoising_strength}")
     if resolve_sampler(sampler, schedule, version).sampler.kind == TIMESTEP:
         raise GenerationError(f"img2img with {sampler} runs on timesteps and is not reproduced here")
-    strength = min(float(denoising_strength), 0.999)
-    if hires_steps is not None or fix_steps:
-        requested = hires_steps or steps
-        total = int(requested / strength)
-        t_enc = requested - 1
-    else:
-        total = steps
-        t_enc = int(strength * steps)
+    total, t_enc = a1111_img2img_steps(steps, denoising_strength, hires_steps=hires_steps, fix_steps=fix_steps)
     sigmas = a1111_sigmas(
         sampler,
         total,
