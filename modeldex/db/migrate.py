@@ -1,24 +1,31 @@
 """Bring a database to the schema this code expects: Alembic `upgrade head` from the migrations inside the package.
 
 Every command that opens the database calls `ensure_schema` first, so the already-at-head path must stay cheap:
-one connection, one read of `alembic_version`, and a revision graph parsed once per process.
+one connection and one read of `alembic_version`; Alembic itself is imported only when there is work to do.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 
 from modeldex.errors import DatabaseError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+HEAD_REVISION = "0002"
+"""The newest revision in migrations/versions. Kept here so that the at-head check needs no Alembic import
+(about 0.1 s on every command start); a test fails when a new revision is added without updating it."""
+
+VERSION_TABLE = "alembic_version"
 
 FTS_TABLE = "model_fts"
 """The FTS5 index over models (SQLite only); created by a migration, not by the models, so autogenerate skips it."""
@@ -36,6 +43,8 @@ def include_object(obj: object, name: str | None, type_: str, reflected: bool, c
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config that points at the migrations shipped in the package (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -44,24 +53,29 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 @functools.cache
-def _script() -> ScriptDirectory:
+def script_directory() -> ScriptDirectory:
+    """The revision graph of the shipped migrations (parsed once per process)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
 def head_revision() -> str:
     """The newest revision this code knows."""
-    head = _script().get_current_head()
-    assert head is not None, "the package ships no migrations"
-    return head
+    return HEAD_REVISION
 
 
 def _known_revisions() -> frozenset[str]:
-    return frozenset(script.revision for script in _script().walk_revisions())
+    return frozenset(script.revision for script in script_directory().walk_revisions())
 
 
 def current_revisions(connection: Connection) -> tuple[str, ...]:
     """The revisions recorded in the database; empty for a database never migrated."""
-    return tuple(MigrationContext.configure(connection).get_current_heads())
+    # Plain SQL rather than Alembic's MigrationContext: this runs on every start and must not import Alembic.
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return ()
+    rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    return tuple(sorted(row[0] for row in rows))
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -98,6 +112,8 @@ def _upgrade(engine: Engine, where: str) -> None:
                 _check_known(current, where)
                 if not current:
                     _check_empty(connection, where)
+                from alembic import command
+
                 command.upgrade(alembic_config(connection), "head")
             if sqlite:
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
@@ -135,7 +151,7 @@ def _check_known(current: tuple[str, ...], where: str) -> None:
 
 def _check_empty(connection: Connection, where: str) -> None:
     # alembic_version alone is what a downgrade to base leaves behind: still ours.
-    tables = sorted(name for name in inspect(connection).get_table_names() if name != "alembic_version")
+    tables = sorted(name for name in inspect(connection).get_table_names() if name != VERSION_TABLE)
     if tables:
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise DatabaseError(

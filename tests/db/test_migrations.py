@@ -19,11 +19,13 @@ from sqlalchemy import Column, Engine, Integer, MetaData, event, inspect, text
 from modeldex.db.engine import BUSY_TIMEOUT_MS, make_engine
 from modeldex.db.migrate import (
     FTS_TABLE,
+    HEAD_REVISION,
     alembic_config,
     current_revisions,
     ensure_schema,
     head_revision,
     include_object,
+    script_directory,
 )
 from modeldex.db.models import Base
 from modeldex.errors import DatabaseError
@@ -44,6 +46,30 @@ def test_upgrade_head_on_empty_database_matches_the_models(engine: Engine) -> No
     assert schema_diff(engine) == []
     with engine.connect() as conn:
         assert current_revisions(conn) == (head_revision(),)
+
+
+def test_head_revision_constant_matches_the_migrations_folder() -> None:
+    # Update HEAD_REVISION in modeldex/db/migrate.py when adding a revision.
+    assert script_directory().get_heads() == [HEAD_REVISION]
+
+
+AT_HEAD_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from modeldex.db.engine import make_engine
+    from modeldex.db.migrate import ensure_schema
+    ensure_schema(make_engine("sqlite:///" + sys.argv[1]))
+    print(sorted(m for m in sys.modules if m.split(".")[0] == "alembic"))
+    """
+)
+
+
+def test_at_head_ensure_schema_does_not_import_alembic(engine: Engine, db_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", AT_HEAD_SCRIPT, str(db_path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_the_comparison_does_see_a_difference(engine: Engine) -> None:
