@@ -5,6 +5,7 @@ a few transposed views), then times, alternately and with the page cache warm fo
   - convert as `modeldex convert` runs it (read_header + streaming write + fsync before the rename),
   - `shutil.copyfile` of the checkpoint followed by fsync (the same durability),
   - convert with `durable=False` (no fsync) and `shutil.copyfile` alone (both leave the data in the page cache).
+`--cold` evicts the checkpoint from the page cache before every run, so reads come from the disk.
 Ratios compare like with like: bytes per second of convert / bytes per second of the copy (1.0 = as fast), from
 the best run of each (the least disturbed by other work on the machine) and from the median run.
 
@@ -57,6 +58,15 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def evict(path: Path) -> None:
+    """Drop this one file's pages from the page cache (no root needed, other files untouched)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def warm(path: Path) -> None:
     with open(path, "rb") as stream:
         while stream.read(64 << 20):
@@ -68,6 +78,7 @@ def main() -> None:
     parser.add_argument("--size-gb", type=float, default=1.5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--cold", action="store_true", help="evict the checkpoint from the page cache before each run")
     args = parser.parse_args()
 
     from modeldex.identify.convert import convert_to_safetensors
@@ -91,6 +102,8 @@ def main() -> None:
                 for leftover in (out, copy):
                     leftover.unlink(missing_ok=True)
                 os.sync()
+                if args.cold:
+                    evict(ckpt)
                 started = time.perf_counter()
                 if label.startswith("convert"):
                     out_bytes = convert_to_safetensors(ckpt, out, durable=label == "convert").bytes_written
