@@ -39,7 +39,8 @@ SAFETENSORS_SUFFIX = ".safetensors"
 MAX_METADATA_VALUE = 64 * 1024
 """Bigger non-tensor values are left out: `__metadata__` is read whole by every loader."""
 
-# Element widths of storage dtypes safetensors lacks too: they may hold storages no converted tensor uses.
+# Widths of pickle dtypes safetensors lacks too, so that a legacy file holding one gets as far as the clear
+# "safetensors cannot store <dtype>" error instead of failing to locate the storage.
 _WIDTHS = DTYPE_SIZES | {"C32": 4, "C128": 16, "QI8": 1, "QU8": 1, "QI32": 4, "QU4X2": 1, "QU2X4": 1}
 _NUMPY_BY_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
