@@ -147,3 +147,15 @@ def test_truncated_download(tmp_path: Path) -> None:
         f.truncate(path.stat().st_size - 100)
     with pytest.raises(ReadError, match="truncated.*interrupted download"):
         read_header(path)
+
+
+@pytest.mark.parametrize("length", [0x280, 0x380, 0x580 + 0x10000])
+def test_length_that_looks_like_a_pickle_header(tmp_path: Path, length: int) -> None:
+    # A 640-byte header makes the file start with 80 02, the opening of a protocol-2 pickle.
+    path = tmp_path / "small.safetensors"
+    body = json.dumps({"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}}).encode()
+    write_raw_safetensors(path, body + b" " * (length - len(body)), 4)
+    assert path.read_bytes()[0] == 0x80
+    header = read_header(path)
+    assert header.format == "safetensors"
+    assert header.data_start == 8 + length

@@ -83,12 +83,16 @@ def sniff(head: bytes, size: int, read_all: bytes | None = None) -> Container:
         return Container.GGUF
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return Container.TORCH_ZIP
+    brace_at_8 = len(head) >= 9 and head[8:9] == b"{"
+    # Before the pickle test: a header of 640 bytes (0x280) makes a safetensors file start with 80 02.
+    if brace_at_8 and 8 + struct.unpack("<Q", head[:8])[0] <= size:
+        return Container.SAFETENSORS
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return Container.PICKLE
-    if len(head) >= 9 and head[8:9] == b"{":
-        # A JSON body such as `{"data":{...` also has `{` at byte 8; its "length" then runs past the end.
-        if 8 + struct.unpack("<Q", head[:8])[0] <= size or not _text_error(head, size, read_all):
-            return Container.SAFETENSORS
+    # A JSON body such as `{"data":{...` also has `{` at byte 8 (its "length" runs past the end); otherwise an
+    # implausible length is a damaged safetensors file, which its reader describes.
+    if brace_at_8 and not _text_error(head, size, read_all):
+        return Container.SAFETENSORS
     problem = _text_error(head, size, read_all)
     if problem:
         raise ReadError(problem)

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, ClassVar
 from modeldex.errors import ReadError
 from modeldex.identify.readers.allowlist import global_name, is_allowed, is_rebuilder
 from modeldex.identify.readers.dtypes import NUMPY_CODES, TORCH_DTYPES, TORCH_STORAGES
-from modeldex.identify.readers.pickle_scan import SCAN_ERRORS, ScanResult, scan_globals
+from modeldex.identify.readers.pickle_scan import ScanResult, scan_globals
 from modeldex.identify.records import TensorInfo
 
 UNPICKLE_ERRORS = (
@@ -235,6 +235,19 @@ _BUILTINS: dict[str, Any] = {
 }
 
 
+_STUBS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("_codecs", "encode"): _encode,
+    ("numpy", "dtype"): NumpyDtype,
+    ("numpy", "ndarray"): NumpyArray,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.multiarray", "_reconstruct"): NumpyArray,
+    ("numpy._core.multiarray", "_reconstruct"): NumpyArray,
+}
+"""Allowed globals with a working stand-in; every other allowed class becomes an `Inert` placeholder."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """The C unpickler with every global replaced by a stub and persistent ids read as storage references."""
 
@@ -243,7 +256,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.storages: dict[str, StorageRef] = {}
         self._classes: dict[tuple[str, str], type[Inert]] = {}
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
+    def find_class(self, module: str, name: str) -> Any:
         if not is_allowed(module, name):
             raise ForbiddenGlobal(module, name)
         if is_rebuilder(module, name):
@@ -255,19 +268,10 @@ class RestrictedUnpickler(pickle.Unpickler):
                 return _Dtype(TORCH_DTYPES[name])
             if name == "Size":
                 return _size
-        if module == "collections":
-            return collections.OrderedDict
         if module in ("builtins", "__builtin__"):
             return _BUILTINS[name]
-        if module == "_codecs":
-            return _encode
-        if name == "scalar":
-            return _numpy_scalar
-        if name == "dtype":
-            return NumpyDtype
-        if name in ("_reconstruct", "ndarray"):
-            return NumpyArray
-        return self._inert_class(module, name)
+        stub = _STUBS.get((module, name))
+        return stub if stub is not None else self._inert_class(module, name)
 
     def _inert_class(self, module: str, name: str) -> type[Inert]:
         key = (module, name)
@@ -277,7 +281,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             self._classes[key] = cls
         return cls
 
-    def persistent_load(self, pid: Any) -> StorageRef:  # noqa: D102 - pickle API
+    def persistent_load(self, pid: Any) -> StorageRef:
         # zip format: ('storage', type, key, location, numel); legacy adds view_metadata (view_key, offset, size).
         if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage":
             raise _bad("persistent id")
@@ -348,7 +352,6 @@ def load_pickle_stream(stream: BinaryIO, *, what: str = "the pickle") -> PickleC
 
 
 __all__ = [
-    "SCAN_ERRORS",
     "ForbiddenGlobal",
     "Inert",
     "NumpyArray",
