@@ -264,3 +264,20 @@ def test_a_file_that_cannot_be_hashed_stays_with_its_sidecars(dirs: tuple[Path, 
     assert "could not be read (cannot read" in actions["style.safetensors"].reason
     assert actions["style.preview.png"].action == "skip"
     assert actions["base.safetensors"].action == "move"
+
+
+def test_two_deduped_files_of_one_name_get_distinct_trash_names(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    source, root = dirs
+    write(root / "models/Lora/a.safetensors", b"first")
+    write(root / "models/Lora/a.preview.png", b"library preview")
+    write(root / "models/Lora/b.safetensors", b"second")
+    write(root / "models/Lora/b.preview.png", b"library preview b")
+    for sub, content in (("x", b"first"), ("y", b"second")):
+        write(source / sub / "style.safetensors", content)
+        write(source / sub / "style.preview.png", b"preview " + content)
+    p = plan(source, root, dedupe=True, trash=tmp_path / "trash")
+    targets = [a.destination for a in p.actions if a.action == "dedupe"]
+    assert len(targets) == 4 and len(set(targets)) == 4
+    assert sorted(t.name for t in targets if t is not None) == [
+        "style-1.preview.png", "style-1.safetensors", "style.preview.png", "style.safetensors",
+    ]  # fmt: skip

@@ -249,7 +249,7 @@ class _Planner:
                     SortAction(sidecar, None, "skip", "sidecar of a duplicate: stays with it", sidecar_of=path)
                 )
             return
-        stem = self.names.claim_free(self.trash_run, model_stem(path), path.suffix, [])
+        stem = self.claim(self.trash_run, path, sidecars)
         destination = self.trash_run / (stem + path.suffix)
         reason = f"duplicate of {existing}: moved to the trash (undo brings it back)"
         self.actions.append(SortAction(path, destination, "dedupe", reason, ident.kind, ident.base, usage, sha256))
@@ -257,14 +257,13 @@ class _Planner:
             suffix = sidecar.name[len(model_stem(path)) :]
             beside = existing.parent / (model_stem(existing) + suffix)
             if not self.names.taken(beside):
-                self.names.claimed.add(beside)
+                self.names.claimed.add(beside)  # (its trash name stays claimed too: harmless)
                 reason = f"sidecar of a duplicate: joins {existing.name}"
                 self.actions.append(
                     SortAction(sidecar, beside, "move", reason, sha256=self.digests[sidecar], sidecar_of=path)
                 )
             else:
                 target = self.trash_run / (stem + suffix)
-                self.names.claimed.add(target)
                 reason = "sidecar of a duplicate: to the trash with it"
                 self.actions.append(
                     SortAction(sidecar, target, "dedupe", reason, sha256=self.digests[sidecar], sidecar_of=path)
