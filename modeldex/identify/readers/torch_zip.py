@@ -86,7 +86,7 @@ def read_torch_zip(file: BinaryIO) -> Header:
         raise ReadError("a damaged or truncated zip archive (an interrupted download?)") from exc
     with zf:
         pkls = [info for info in infos if DATA_PKL.match(info.filename)]
-        unexpected = [info for info in infos if not _KNOWN_MEMBER.match(info.filename)]
+        unexpected = [info for info in infos if not info.is_dir() and not _KNOWN_MEMBER.match(info.filename)]
         extra_unsafe = _scan_extra_pickles(zf, unexpected + pkls[1:])
         extra: dict[str, Any] = {"container": "torch_zip"}
         if unexpected:
