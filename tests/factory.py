@@ -19,6 +19,7 @@ import math
 import os
 import shlex
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,8 @@ LFS_POINTER = (
     "size 2132625894\n"
 )
 HTML_PAGE = (
-    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in | Civitai</title></head>\n"
-    "<body><h1>Please log in to download this model</h1><form action=\"/login\"></form></body></html>\n"
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Sign in | Civitai</title></head>\n'
+    '<body><h1>Please log in to download this model</h1><form action="/login"></form></body></html>\n'
 )
 
 
@@ -136,7 +137,11 @@ def _gguf_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return struct.pack("<I", 7) + struct.pack("<?", value)
     if isinstance(value, int):
-        return struct.pack("<I", 4) + struct.pack("<I", value) if value >= 0 else struct.pack("<I", 5) + struct.pack("<i", value)
+        return (
+            struct.pack("<I", 4) + struct.pack("<I", value)
+            if value >= 0
+            else struct.pack("<I", 5) + struct.pack("<i", value)
+        )
     if isinstance(value, float):
         return struct.pack("<I", 6) + struct.pack("<f", value)
     if isinstance(value, str):
@@ -251,7 +256,9 @@ class ModelFactory:
             spec = fk.keyset("sd1-ldm", "clip_l", "vae", "diffuser", dtype="F16")
         elif base == "sd2":
             spec = fk.ldm_unet(dm, **fk.SD2_UNET, in_ch=in_ch)  # type: ignore[arg-type]
-            spec |= fk.ldm_vae("first_stage_model.") | fk.openclip_text("cond_stage_model.model.", width=1024, layers=24)
+            spec |= fk.ldm_vae("first_stage_model.") | fk.openclip_text(
+                "cond_stage_model.model.", width=1024, layers=24
+            )
             if variant == "depth":
                 spec |= {
                     "depth_model.model.pretrained.act_postprocess3.0.project.0.weight": ((768, 1536), "F16"),
@@ -267,7 +274,9 @@ class ModelFactory:
                 spec |= {"edm_vpred.sigma_max": ((), "F32"), "edm_vpred.sigma_min": ((), "F32")}
         elif base == "sdxl_refiner":
             spec = fk.ldm_unet(dm, **fk.REFINER_UNET)  # type: ignore[arg-type]
-            spec |= fk.ldm_vae("first_stage_model.") | fk.openclip_text("conditioner.embedders.0.model.", width=1280, layers=32)
+            spec |= fk.ldm_vae("first_stage_model.") | fk.openclip_text(
+                "conditioner.embedders.0.model.", width=1280, layers=32
+            )
         elif base in ("sd3", "sd35_medium", "sd35_large"):
             size = {"sd3": "medium", "sd35_medium": "35_medium", "sd35_large": "35_large"}[base]
             spec = fk.sd3(dm, size) | fk.keyset("sd3-comfyui", "vae", "clip_l", "clip_g", "t5xxl", dtype="F16")
@@ -356,7 +365,14 @@ class ModelFactory:
         """A standalone VAE; SD1 and SDXL VAEs share every shape, so only `name` tells them apart."""
         z = {"sd1": 4, "sd2": 4, "sdxl": 4, "flux1": 16, "sd3": 16, "flux2": 32}[base]
         spec = fk.diffusers_vae(z) if layout == "diffusers" else fk.ldm_vae("", z)
-        default = {"sd1": "vae-ft-mse-840000-ema-pruned", "sd2": "vae-ft-ema-560000", "sdxl": "sdxl_vae", "flux1": "ae", "sd3": "sd3_vae", "flux2": "flux2-vae"}[base]
+        default = {
+            "sd1": "vae-ft-mse-840000-ema-pruned",
+            "sd2": "vae-ft-ema-560000",
+            "sdxl": "sdxl_vae",
+            "flux1": "ae",
+            "sd3": "sd3_vae",
+            "flux2": "flux2-vae",
+        }[base]
         ext = ".pt" if fmt != "safetensors" else ".safetensors"
         return self.write(name or default + ext, spec, fmt, wrapper="state_dict" if fmt != "safetensors" else None)
 
@@ -370,7 +386,9 @@ class ModelFactory:
 
     # ------------------------------------------------------------------ adapters
 
-    def lora_spec(self, base: str = "sd1", algo: str = "lora", style: str = "kohya", te: bool = True, rank: int = 8) -> Spec:
+    def lora_spec(
+        self, base: str = "sd1", algo: str = "lora", style: str = "kohya", te: bool = True, rank: int = 8
+    ) -> Spec:
         """Keys of a LoRA/LyCORIS file. style: kohya (all algos), peft (sd1, sdxl, flux1), xlabs / aitoolkit (flux1)."""
         if base == "flux1":
             return self._flux_lora(style, rank)
@@ -407,7 +425,12 @@ class ModelFactory:
             return spec
         if style == "xlabs":
             for i in range(19):
-                for n, (out, inp) in (("qkv_lora1", (9216, 3072)), ("proj_lora1", (3072, 3072)), ("qkv_lora2", (9216, 3072)), ("proj_lora2", (3072, 3072))):
+                for n, (out, inp) in (
+                    ("qkv_lora1", (9216, 3072)),
+                    ("proj_lora1", (3072, 3072)),
+                    ("qkv_lora2", (9216, 3072)),
+                    ("proj_lora2", (3072, 3072)),
+                ):
                     spec[f"double_blocks.{i}.processor.{n}.down.weight"] = ((rank, inp), "BF16")
                     spec[f"double_blocks.{i}.processor.{n}.up.weight"] = ((out, rank), "BF16")
             return spec
@@ -432,7 +455,10 @@ class ModelFactory:
                 meta = {"ss_network_module": "networks.lora", "ss_network_dim": "8", "ss_network_alpha": "8"}
             else:
                 lyco_algo = {"oft": "diag-oft"}.get(algo, algo)
-                meta = {"ss_network_module": "lycoris.kohya", "ss_network_args": json.dumps({"algo": lyco_algo, "conv_dim": "8"})}
+                meta = {
+                    "ss_network_module": "lycoris.kohya",
+                    "ss_network_args": json.dumps({"algo": lyco_algo, "conv_dim": "8"}),
+                }
         meta |= metadata or {}
         default = f"{base}-{algo}-{style}{'.safetensors' if fmt == 'safetensors' else '.pt'}"
         return self.write(name or default, spec, fmt, meta or None)
@@ -497,7 +523,9 @@ class ModelFactory:
 
     # ------------------------------------------------------------------ ControlNet family, IP-Adapter
 
-    def controlnet_spec(self, base: str = "sd1", variant: str = "controlnet", layout: str = "ldm") -> tuple[Spec, dict[str, str]]:
+    def controlnet_spec(
+        self, base: str = "sd1", variant: str = "controlnet", layout: str = "ldm"
+    ) -> tuple[Spec, dict[str, str]]:
         meta: dict[str, str] = {}
         if variant == "controlnet" and layout == "ldm":
             cfg = {"sd1": fk.SD1_UNET, "sd2": fk.SD2_UNET, "sdxl": fk.SDXL_UNET}[base]
@@ -516,51 +544,57 @@ class ModelFactory:
     def _diffusers_controlnet(self, base: str) -> Spec:
         if base == "sdxl":
             unet = fk.keyset("sdxl-diffusers_unet_only")
-            chans = [320] * 3 + [640] * 3 + [1280] * 3
+            chans = [320] * 4 + [640] * 3 + [1280] * 2
         else:
             unet = fk.rekey(fk.keyset("sd1-kohya", "diffuser", dtype="F16"), "unet.", "")
-            chans = [320] * 3 + [640] * 3 + [1280] * 6
+            chans = [320] * 4 + [640] * 3 + [1280] * 5
         keep = ("conv_in.", "time_embedding.", "add_embedding.", "down_blocks.", "mid_block.")
         spec = {k: v for k, v in unet.items() if k.startswith(keep)}
-        cond = [(16, 3), (16, 16), (32, 16), (32, 32), (96, 32), (96, 96), (256, 96)]
-        spec["controlnet_cond_embedding.conv_in.weight"] = ((16, 3, 3, 3), "F16")
-        for i, (o, c) in enumerate(cond[1:]):
-            spec[f"controlnet_cond_embedding.blocks.{i}.weight"] = ((o, c, 3, 3), "F16")
-        spec["controlnet_cond_embedding.conv_out.weight"] = ((320, 256, 3, 3), "F16")
+
+        def conv(key: str, out: int, inp: int, k: int) -> None:
+            spec[key + ".weight"] = ((out, inp, k, k), "F16")
+            spec[key + ".bias"] = ((out,), "F16")
+
+        conv("controlnet_cond_embedding.conv_in", 16, 3, 3)
+        cond = [(16, 16), (32, 16), (32, 32), (96, 32), (96, 96), (256, 96)]
+        for i, (o, c) in enumerate(cond):
+            conv(f"controlnet_cond_embedding.blocks.{i}", o, c, 3)
+        conv("controlnet_cond_embedding.conv_out", 320, 256, 3)
+        # One zero conv per down-block output: conv_in, each resnet, each downsampler.
         for i, c in enumerate(chans):
-            spec[f"controlnet_down_blocks.{i}.weight"] = ((c, c, 1, 1), "F16")
-            spec[f"controlnet_down_blocks.{i}.bias"] = ((c,), "F16")
-        spec["controlnet_mid_block.weight"] = ((1280, 1280, 1, 1), "F16")
-        spec["controlnet_mid_block.bias"] = ((1280,), "F16")
+            conv(f"controlnet_down_blocks.{i}", c, c, 1)
+        conv("controlnet_mid_block", 1280, 1280, 1)
         return spec
 
     def _t2i_adapter(self, base: str) -> Spec:
         spec: Spec = {}
-        chans = (320, 640, 1280, 1280) if base == "sd1" else (320, 640, 1280, 1280)
-        if base == "sd1":  # TencentARC original layout (t2iadapter_*_sd14v1.pth)
-            spec["conv_in.weight"] = ((320, 192, 3, 3), "F32")
-            spec["conv_in.bias"] = ((320,), "F32")
+        chans = (320, 640, 1280, 1280)
+
+        def conv(key: str, out: int, inp: int, k: int) -> None:
+            spec[key + ".weight"] = ((out, inp, k, k), "F32")
+            spec[key + ".bias"] = ((out,), "F32")
+
+        if base == "sd1":  # TencentARC original layout (t2iadapter_*_sd14v1.pth: ksize=1, sk=True)
+            conv("conv_in", 320, 192, 3)
             prev = 320
             for level, ch in enumerate(chans):
                 for r in range(2):
                     p = f"body.{level * 2 + r}."
                     if r == 0 and ch != prev:
-                        spec[p + "in_conv.weight"] = ((ch, prev, 1, 1), "F32")
-                    for b in ("block1", "block2"):
-                        spec[p + f"{b}.weight"] = ((ch, ch, 3, 3), "F32")
-                        spec[p + f"{b}.bias"] = ((ch,), "F32")
+                        conv(p + "in_conv", ch, prev, 1)
+                    conv(p + "block1", ch, ch, 1)
+                    conv(p + "block2", ch, ch, 1)
                 prev = ch
             return spec
-        spec["adapter.conv_in.weight"] = ((320, 768, 3, 3), "F16")  # diffusers SDXL adapter
-        spec["adapter.conv_in.bias"] = ((320,), "F16")
+        conv("adapter.conv_in", 320, 768, 3)  # diffusers `full_adapter_xl`
         prev = 320
-        for level, ch in enumerate(chans[:3] + (1280,)):
+        for level, ch in enumerate(chans):
             p = f"adapter.body.{level}."
             if ch != prev:
-                spec[p + "in_conv.weight"] = ((ch, prev, 1, 1), "F16")
+                conv(p + "in_conv", ch, prev, 1)
             for r in range(2):
-                for b in ("block1", "block2"):
-                    spec[p + f"resnets.{r}.{b}.weight"] = ((ch, ch, 3, 3), "F16")
+                conv(p + f"resnets.{r}.block1", ch, ch, 3)
+                conv(p + f"resnets.{r}.block2", ch, ch, 1)
             prev = ch
         return spec
 
@@ -568,7 +602,10 @@ class ModelFactory:
         spec: Spec = {}
         for key, (shape, _) in fk.keyset("sdxl-kohya", "diffuser").items():
             path = key.removeprefix("unet.")
-            if not (path.endswith(("attn1.to_q.weight", "attn1.to_k.weight", "attn1.to_v.weight", "attn2.to_q.weight")) and "input_blocks.4." in path):
+            if not (
+                path.endswith(("attn1.to_q.weight", "attn1.to_k.weight", "attn1.to_v.weight", "attn2.to_q.weight"))
+                and "input_blocks.4." in path
+            ):
                 continue
             module = fk.kohya_name("lllite_unet_", path)
             inp = shape[1]
@@ -584,7 +621,11 @@ class ModelFactory:
         full = fk.ldm_unet("", **fk.SDXL_UNET, control=True)  # type: ignore[arg-type]
         spec: Spec = {"lora_controlnet": ((), "F32")}
         for key, (shape, dtype) in full.items():
-            lowrank = key.endswith(".weight") and len(shape) >= 2 and not key.startswith(("input_hint_block.", "zero_convs.", "middle_block_out."))
+            lowrank = (
+                key.endswith(".weight")
+                and len(shape) >= 2
+                and not key.startswith(("input_hint_block.", "zero_convs.", "middle_block_out."))
+            )
             if lowrank:
                 stem = key.removesuffix(".weight")
                 r = min(rank, shape[0], shape[1])
@@ -621,7 +662,14 @@ class ModelFactory:
 
     def upscaler(self, arch: str = "esrgan_old", *, fmt: str = "pickle", name: str | None = None) -> Path:
         """ESRGAN old/new (Real-ESRGAN, wrapped in params_ema), SwinIR, Compact (SRVGGNet), SCUNet."""
-        spec = {"esrgan_old": fk.esrgan_old, "esrgan_new": fk.esrgan_new, "swinir": fk.swinir, "compact": fk.compact, "scunet": fk.scunet}[arch]()
+        makers: dict[str, Callable[[], Spec]] = {
+            "esrgan_old": fk.esrgan_old,
+            "esrgan_new": fk.esrgan_new,
+            "swinir": fk.swinir,
+            "compact": fk.compact,
+            "scunet": fk.scunet,
+        }
+        spec = makers[arch]()
         wrapper = "params_ema" if arch in ("esrgan_new", "compact", "swinir") else None
         if fmt == "safetensors":
             return self.safetensors(name or f"4x_{arch}.safetensors", spec)
@@ -651,10 +699,19 @@ class ModelFactory:
                 spec[p + "ffn_up.weight"] = ((10240, 4096), "F16")
                 spec[p + "ffn_down.weight"] = ((4096, 10240), "F16")
                 spec[p + "ffn_norm.weight"] = ((4096,), "F32")
-            return self.gguf(name or f"t5-v1_1-xxl-encoder-{qtype}.gguf", spec, {"general.architecture": "t5encoder"}, qtype)
+            return self.gguf(
+                name or f"t5-v1_1-xxl-encoder-{qtype}.gguf", spec, {"general.architecture": "t5encoder"}, qtype
+            )
         if which == "sdxl":
-            return self.gguf(name or f"sdxl-unet-{qtype}.gguf", self.diffusion_model_spec("sdxl"), {"general.architecture": "sdxl"}, qtype)
-        return self.gguf(name or f"flux1-dev-{qtype}.gguf", fk.flux1("", "dev"), {"general.architecture": "flux"}, qtype)
+            return self.gguf(
+                name or f"sdxl-unet-{qtype}.gguf",
+                self.diffusion_model_spec("sdxl"),
+                {"general.architecture": "sdxl"},
+                qtype,
+            )
+        return self.gguf(
+            name or f"flux1-dev-{qtype}.gguf", fk.flux1("", "dev"), {"general.architecture": "flux"}, qtype
+        )
 
     # ------------------------------------------------------------------ diffusers folders
 
@@ -664,14 +721,22 @@ class ModelFactory:
         folder.mkdir(exist_ok=True)
         if base == "sd1":
             parts = {
-                "unet": ("UNet2DConditionModel", self.diffusion_model_spec("sd1", layout="diffusers"), {"in_channels": 4, "cross_attention_dim": 768}),
+                "unet": (
+                    "UNet2DConditionModel",
+                    self.diffusion_model_spec("sd1", layout="diffusers"),
+                    {"in_channels": 4, "cross_attention_dim": 768},
+                ),
                 "vae": ("AutoencoderKL", fk.diffusers_vae(4), {"latent_channels": 4}),
                 "text_encoder": ("CLIPTextModel", fk.hf_clip_text("", "clip_l"), {"hidden_size": 768}),
             }
             pipeline = "StableDiffusionPipeline"
         elif base == "sdxl":
             parts = {
-                "unet": ("UNet2DConditionModel", self.diffusion_model_spec("sdxl", layout="diffusers"), {"in_channels": 4, "cross_attention_dim": 2048}),
+                "unet": (
+                    "UNet2DConditionModel",
+                    self.diffusion_model_spec("sdxl", layout="diffusers"),
+                    {"in_channels": 4, "cross_attention_dim": 2048},
+                ),
                 "vae": ("AutoencoderKL", fk.diffusers_vae(4), {"latent_channels": 4}),
                 "text_encoder": ("CLIPTextModel", fk.hf_clip_text("", "clip_l"), {"hidden_size": 768}),
                 "text_encoder_2": ("CLIPTextModelWithProjection", fk.hf_clip_text("", "clip_g"), {"hidden_size": 1280}),
@@ -679,7 +744,11 @@ class ModelFactory:
             pipeline = "StableDiffusionXLPipeline"
         elif base == "flux1":
             parts = {
-                "transformer": ("FluxTransformer2DModel", fk.flux1_diffusers("dev"), {"guidance_embeds": True, "in_channels": 64}),
+                "transformer": (
+                    "FluxTransformer2DModel",
+                    fk.flux1_diffusers("dev"),
+                    {"guidance_embeds": True, "in_channels": 64},
+                ),
                 "vae": ("AutoencoderKL", fk.diffusers_vae(16), {"latent_channels": 16}),
                 "text_encoder": ("CLIPTextModel", fk.hf_clip_text("", "clip_l"), {"hidden_size": 768}),
                 "text_encoder_2": ("T5EncoderModel", fk.t5xxl(""), {"d_model": 4096}),
@@ -698,9 +767,15 @@ class ModelFactory:
             index[component] = [library, cls]
         sched = folder / "scheduler"
         sched.mkdir(exist_ok=True)
-        scheduler = {"_class_name": "EulerDiscreteScheduler", "prediction_type": "v_prediction" if vpred else "epsilon"}
+        if base == "flux1":  # flow matching: no epsilon/v prediction type
+            scheduler: dict[str, Any] = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0}
+        else:
+            scheduler = {
+                "_class_name": "EulerDiscreteScheduler",
+                "prediction_type": "v_prediction" if vpred else "epsilon",
+            }
         (sched / "scheduler_config.json").write_text(json.dumps(scheduler), encoding="utf-8")
-        index["scheduler"] = ["diffusers", "EulerDiscreteScheduler"]
+        index["scheduler"] = ["diffusers", scheduler["_class_name"]]
         tok = folder / "tokenizer"
         tok.mkdir(exist_ok=True)
         (tok / "vocab.json").write_text("{}", encoding="utf-8")
@@ -785,7 +860,12 @@ class ModelFactory:
             return path
         import torch
 
-        obj = {"state_dict": to_torch(spec_tree({"model.diffusion_model.input_blocks.0.0.weight": ((320, 4, 3, 3), "F16")})), "payload": payload}
+        obj = {
+            "state_dict": to_torch(
+                spec_tree({"model.diffusion_model.input_blocks.0.0.weight": ((320, 4, 3, 3), "F16")})
+            ),
+            "payload": payload,
+        }
         path = self.path(name or f"evil-{style}.ckpt")
         torch.save(obj, path, _use_new_zipfile_serialization=style != "legacy")
         return path

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 Shape = tuple[int, ...]
 Spec = dict[str, tuple[Shape, str]]
@@ -22,7 +23,7 @@ _DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64
 
 
 @functools.cache
-def _load(name: str) -> dict[str, object]:
+def _load(name: str) -> dict[str, Any]:
     with gzip.open(KEYSETS / f"{name}.json.gz", "rt", encoding="utf-8") as fh:
         data = json.load(fh)
     assert isinstance(data, dict)
@@ -34,7 +35,7 @@ def keyset(name: str, *components: str, optional: bool = False, dtype: str | Non
     data = _load(name)
     comps = data["components"]
     assert isinstance(comps, dict)
-    skip = set() if optional else set(data.get("optional", []))  # type: ignore[arg-type]
+    skip = set() if optional else set(data.get("optional", []))
     spec: Spec = {}
     for comp in components or tuple(comps):
         for key, (shape, dt) in comps[comp].items():
@@ -44,7 +45,7 @@ def keyset(name: str, *components: str, optional: bool = False, dtype: str | Non
 
 
 def optional_keys(name: str) -> set[str]:
-    return set(_load(name).get("optional", []))  # type: ignore[arg-type]
+    return set(_load(name).get("optional", []))
 
 
 def rekey(spec: Spec, old: str, new: str) -> Spec:
@@ -199,9 +200,33 @@ def ldm_unet(
 
 SD1_UNET = {"mc": 320, "mults": (1, 2, 4, 4), "depths": (1, 1, 1, 0), "ctx": 768, "mid_depth": 1, "linear": False}
 SD2_UNET = {"mc": 320, "mults": (1, 2, 4, 4), "depths": (1, 1, 1, 0), "ctx": 1024, "mid_depth": 1, "linear": True}
-SDXL_UNET = {"mc": 320, "mults": (1, 2, 4), "depths": (0, 2, 10), "ctx": 2048, "mid_depth": 10, "linear": True, "adm": 2816}
-REFINER_UNET = {"mc": 384, "mults": (1, 2, 4, 4), "depths": (0, 4, 4, 0), "ctx": 1280, "mid_depth": 4, "linear": True, "adm": 2560}
-SVD_UNET = {"mc": 320, "mults": (1, 2, 4, 4), "depths": (1, 1, 1, 0), "ctx": 1024, "mid_depth": 1, "linear": True, "adm": 768}
+SDXL_UNET = {
+    "mc": 320,
+    "mults": (1, 2, 4),
+    "depths": (0, 2, 10),
+    "ctx": 2048,
+    "mid_depth": 10,
+    "linear": True,
+    "adm": 2816,
+}
+REFINER_UNET = {
+    "mc": 384,
+    "mults": (1, 2, 4, 4),
+    "depths": (0, 4, 4, 0),
+    "ctx": 1280,
+    "mid_depth": 4,
+    "linear": True,
+    "adm": 2560,
+}
+SVD_UNET = {
+    "mc": 320,
+    "mults": (1, 2, 4, 4),
+    "depths": (1, 1, 1, 0),
+    "ctx": 1024,
+    "mid_depth": 1,
+    "linear": True,
+    "adm": 768,
+}
 
 
 # --------------------------------------------------------------------------------------------- text encoders
@@ -211,7 +236,11 @@ def openclip_text(prefix: str, *, width: int, layers: int, dtype: str = "F16") -
     """An OpenCLIP text tower (`transformer.resblocks.N`), as SD2 and SDXL checkpoints store it."""
     base = rekey(keyset("sdxl-sgm", "clip_g", optional=True, dtype=dtype), "conditioner.embedders.1.model.", "")
     scaled = remap_dims(base, {1280: width, 5120: width * 4, 3840: width * 3})
-    keep = {k: v for k, v in scaled.items() if not (m := re.match(r"transformer\.resblocks\.(\d+)\.", k)) or int(m.group(1)) < layers}
+    keep = {
+        k: v
+        for k, v in scaled.items()
+        if not (m := re.match(r"transformer\.resblocks\.(\d+)\.", k)) or int(m.group(1)) < layers
+    }
     return {prefix + k: v for k, v in keep.items()}
 
 
@@ -223,7 +252,9 @@ def hf_clip_text(prefix: str, which: str, dtype: str = "F16") -> Spec:
         spec = rekey(keyset("sdxl-kohya", "clip_g", optional=True, dtype=dtype), "te2.", "")
         if which == "clip_h":
             spec = remap_dims(spec, {1280: 1024, 5120: 4096})
-            spec = {k: v for k, v in spec.items() if not (m := re.search(r"layers\.(\d+)\.", k)) or int(m.group(1)) < 24}
+            spec = {
+                k: v for k, v in spec.items() if not (m := re.search(r"layers\.(\d+)\.", k)) or int(m.group(1)) < 24
+            }
     return {prefix + k: v for k, v in spec.items()}
 
 
@@ -233,7 +264,11 @@ def t5xxl(prefix: str, dtype: str = "F16") -> Spec:
 
 def clip_vision(which: str, dtype: str = "F16") -> Spec:
     """A Hugging Face `CLIPVisionModelWithProjection`: ViT-L/14, ViT-H/14 or ViT-bigG/14."""
-    width, layers, mlp, proj = {"vit_l": (1024, 24, 4096, 768), "vit_h": (1280, 32, 5120, 1024), "vit_g": (1664, 48, 8192, 1280)}[which]
+    width, layers, mlp, proj = {
+        "vit_l": (1024, 24, 4096, 768),
+        "vit_h": (1280, 32, 5120, 1024),
+        "vit_g": (1664, 48, 8192, 1280),
+    }[which]
     spec: Spec = {}
 
     def t(key: str, *shape: int) -> None:
@@ -443,6 +478,7 @@ def cascade(stage: str = "c", dtype: str = "BF16") -> Spec:
     def t(key: str, *shape: int) -> None:
         spec[key] = (tuple(shape), dtype)
 
+    c: tuple[int, ...]
     if stage == "c":
         c = (2048, 2048)
         t("clip_txt_mapper.weight", 8192, 1280)
@@ -470,7 +506,9 @@ def cascade(stage: str = "c", dtype: str = "BF16") -> Spec:
 
 # --------------------------------------------------------------------------------------------- adapters
 
-_ATTN_TARGET = re.compile(r"(?:proj_in|proj_out|attn[12]\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.(?:0\.proj|2))\.weight$")
+_ATTN_TARGET = re.compile(
+    r"(?:proj_in|proj_out|attn[12]\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.(?:0\.proj|2))\.weight$"
+)
 _CONV_TARGET = re.compile(
     r"(?:resnets\.\d+\.(?:conv1|conv2|conv_shortcut)|(?:down|up)samplers\.0\.conv|"
     r"\d+\.0\.(?:in_layers\.2|out_layers\.3|skip_connection|op)|\.\d+\.conv)\.weight$"
@@ -514,7 +552,10 @@ def lora_targets(base: str, conv: bool = False, norm: bool = False, te: bool = T
         tes = [("lora_te_", hf_clip_text("", "clip_h"))]
     elif base == "sdxl":
         unet = rekey(keyset("sdxl-kohya", "diffuser"), "unet.", "")
-        tes = [("lora_te1_", rekey(keyset("sdxl-kohya", "clip_l"), "te1.", "")), ("lora_te2_", rekey(keyset("sdxl-kohya", "clip_g"), "te2.", ""))]
+        tes = [
+            ("lora_te1_", rekey(keyset("sdxl-kohya", "clip_l", optional=True), "te1.", "")),
+            ("lora_te2_", rekey(keyset("sdxl-kohya", "clip_g", optional=True), "te2.", "")),
+        ]
     else:
         raise ValueError(base)
     out: list[tuple[str, Shape]] = []
@@ -553,7 +594,6 @@ def adapter_params(algo: str, shape: Shape, rank: int = 8, dtype: str = "F16") -
     flat_in = inp
     for k in kernel:
         flat_in *= k
-    conv = bool(kernel) and kernel != (1, 1)
     alpha: dict[str, tuple[Shape, str]] = {"alpha": ((), dtype)}
     if algo in ("lora", "locon", "dora"):
         params = {
@@ -601,7 +641,9 @@ def norm_params(shape: Shape, dtype: str = "F16") -> dict[str, tuple[Shape, str]
     return {"w_norm": (shape, dtype), "b_norm": (shape, dtype)}
 
 
-def build_adapter(targets: Iterable[tuple[str, Shape]], params: Callable[[Shape], dict[str, tuple[Shape, str]]]) -> Spec:
+def build_adapter(
+    targets: Iterable[tuple[str, Shape]], params: Callable[[Shape], dict[str, tuple[Shape, str]]]
+) -> Spec:
     spec: Spec = {}
     for module, shape in targets:
         for suffix, value in params(shape).items():
@@ -613,7 +655,10 @@ def peft_targets(base: str) -> list[tuple[str, Shape]]:
     """(dotted module path, weight shape) for a diffusers/PEFT LoRA: `unet.…`, `text_encoder.…`, `text_encoder_2.…`."""
     out: list[tuple[str, Shape]] = []
     if base == "sd1":
-        groups = [(keyset("sd1-kohya", "diffuser"), "unet.", "unet."), (keyset("sd1-kohya", "clip_l"), "te.", "text_encoder.")]
+        groups = [
+            (keyset("sd1-kohya", "diffuser"), "unet.", "unet."),
+            (keyset("sd1-kohya", "clip_l"), "te.", "text_encoder."),
+        ]
     else:
         groups = [
             ({"unet." + k: v for k, v in keyset("sdxl-diffusers_unet_only").items()}, "unet.", "unet."),
@@ -630,8 +675,14 @@ def peft_targets(base: str) -> list[tuple[str, Shape]]:
 
 def flux_peft_targets() -> list[tuple[str, Shape]]:
     spec = flux1_diffusers()
-    keep = re.compile(r"(?:attn\.(?:to_q|to_k|to_v|add_q_proj|add_k_proj|add_v_proj|to_out\.0|to_add_out)|proj_mlp|proj_out|ff\.net\.(?:0\.proj|2))\.weight$")
-    return [("transformer." + k.removesuffix(".weight"), shape) for k, (shape, _) in spec.items() if "blocks." in k and keep.search(k)]
+    keep = re.compile(
+        r"(?:attn\.(?:to_q|to_k|to_v|add_q_proj|add_k_proj|add_v_proj|to_out\.0|to_add_out)|proj_mlp|proj_out|ff\.net\.(?:0\.proj|2))\.weight$"
+    )
+    return [
+        ("transformer." + k.removesuffix(".weight"), shape)
+        for k, (shape, _) in spec.items()
+        if "blocks." in k and keep.search(k)
+    ]
 
 
 # --------------------------------------------------------------------------------------------- misc families
@@ -640,6 +691,8 @@ def flux_peft_targets() -> list[tuple[str, Shape]]:
 def motion_module(version: str, dtype: str = "F16") -> Spec:
     """An AnimateDiff motion module: v1 (24 positions), v2 (adds mid-block), v3, or the SDXL beta (3 levels)."""
     length = 24 if version == "v1" else 32
+    down: tuple[int, ...]
+    up: tuple[int, ...]
     if version == "sdxl":
         down, up = (320, 640, 1280), (1280, 640, 320)
     else:
@@ -755,7 +808,11 @@ def esrgan_new(nb: int = 23, nf: int = 64, gc: int = 32) -> Spec:
 
 
 def compact(num_conv: int = 16, nf: int = 64, scale: int = 4) -> Spec:
-    spec: Spec = {"body.0.weight": ((nf, 3, 3, 3), "F32"), "body.0.bias": ((nf,), "F32"), "body.1.weight": ((nf,), "F32")}
+    spec: Spec = {
+        "body.0.weight": ((nf, 3, 3, 3), "F32"),
+        "body.0.bias": ((nf,), "F32"),
+        "body.1.weight": ((nf,), "F32"),
+    }
     for i in range(num_conv):
         spec[f"body.{2 * i + 2}.weight"] = ((nf, nf, 3, 3), "F32")
         spec[f"body.{2 * i + 2}.bias"] = ((nf,), "F32")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -15,10 +17,12 @@ from modeldex.identify.identify import identify_path, iter_targets
 from modeldex.identify.records import Identification
 from modeldex.identify.sorting.usage import identify_hint
 
+_PIPE_WIDTH = 200
 
-def _display(path: Path) -> str:
+
+def _display(path: str) -> str:
     # A name that is not valid UTF-8 keeps its raw bytes visible as \x.. escapes instead of breaking the output.
-    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _problem(ident: Identification) -> Text:
@@ -64,25 +68,36 @@ def _summary(rows: list[Identification]) -> str:
     return f"{len(rows)} {noun}: " + ", ".join(parts) + (f"; {', '.join(tail)}" if tail else "")
 
 
+def _targets(args: tuple[str, ...], recursive: bool) -> Iterator[tuple[Path, str]]:
+    """Each target with the path shown for it: spelled as the user typed it (`./lib/x.safetensors`)."""
+    for arg in args:
+        given = Path(arg)
+        for target in iter_targets([given], recursive):
+            shown = arg if target == given else os.path.join(arg, os.path.relpath(target, given))
+            yield target, _display(shown)
+
+
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-r", "--recursive", is_flag=True, help="Identify every file under the folders given.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per path (JSON Lines).")
 @user_errors
-def identify(paths: tuple[Path, ...], recursive: bool, as_json: bool) -> None:
+def identify(paths: tuple[str, ...], recursive: bool, as_json: bool) -> None:
     """Tell what model files are (kind, base model, variant, algorithm) from their tensor keys and shapes.
 
     Nothing is loaded or executed: only headers are read, and pickles that reference code outside the
     allow-list are reported as UNSAFE. A path that cannot be read is reported with its error; the exit
     status is 0 whenever every path was processed.
     """
-    targets = iter_targets(list(paths), recursive)
     if as_json:
-        for target in targets:
-            echo_json_line(identify_path(target, _display(target)).to_json())
+        for target, shown in _targets(paths, recursive):
+            echo_json_line(identify_path(target, shown).to_json())
         return
-    rows = [identify_path(target, _display(target)) for target in targets]
+    rows = [identify_path(target, shown) for target, shown in _targets(paths, recursive)]
     console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        # Piped or redirected: no screen to fit, so keep every cell whole rather than cut it at 80 columns.
+        console = Console(highlight=False, soft_wrap=False, width=max(console.width, _PIPE_WIDTH))
     if rows:
         console.print(_table(rows))
     console.print(_summary(rows), style="dim")

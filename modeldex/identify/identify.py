@@ -71,9 +71,12 @@ def _is_plain_folder(path: Path) -> bool:
 def _walk(root: Path) -> list[Path]:
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
-    stack = [root]
-    while stack:
-        folder = stack.pop()
+    folders = [root]
+    # Symlinked folders wait until every real folder is seen, so a file is listed under its real path
+    # and a link back into the tree (or round a loop) adds nothing.
+    linked: list[Path] = []
+    while folders or linked:
+        folder = folders.pop() if folders else linked.pop(0)
         try:
             info = folder.stat()
             if (info.st_dev, info.st_ino) in seen:
@@ -93,10 +96,12 @@ def _walk(root: Path) -> list[Path]:
                 found.append(path)
                 continue
             if is_dir:
-                if _is_plain_folder(path):
-                    stack.append(path)
-                else:
+                if not _is_plain_folder(path):
                     found.append(path)
+                elif entry.is_symlink():
+                    linked.append(path)
+                else:
+                    folders.append(path)
             elif is_file or entry.is_symlink():
                 found.append(path)
     found.sort(key=lambda p: p.parts)
