@@ -6,11 +6,27 @@ scan, writing is one statement per batch; nothing here runs a query per file.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, Table, and_, case, delete, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    Text,
+    and_,
+    case,
+    delete,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from modeldex.db.models import LocalFile
@@ -26,6 +42,8 @@ SCAN_COLUMNS = (
 )  # fmt: skip
 """The columns a scan writes; `version_file_id` and `user_overrides` belong to sync and to the user."""
 
+_JSON_TEXT = ("unsafe_globals", "evidence")
+
 IN_CHUNK = 500
 """Paths per `IN (...)` list: well under SQLite's bound-parameter limit."""
 _SEP = os.sep
@@ -33,12 +51,19 @@ _AFTER_SEP = chr(ord(_SEP) + 1)  # bytewise, every path under "root/" sorts in [
 
 
 def cached_rows(session: Session, *, roots: Sequence[str] = (), files: Sequence[str] = ()) -> dict[str, Row[Any]]:
-    """The rows (their `SCAN_COLUMNS`) of the files under each folder in `roots` and of each path in `files`.
+    """The rows of the files under each folder in `roots` and of each path in `files`: what a scan reuses.
+
+    Each row has the `SCAN_COLUMNS` but `scanned_at`, and `unsafe_globals` and `evidence` as their JSON text
+    (decode them with `json_list`): most cached rows are only compared, never shown.
 
     One query for the folders, plus one per `IN_CHUNK` named files; the result is keyed by path. Paths are
     absolute, as `os.path.abspath` gives them.
     """
-    columns = [TABLE.c[name] for name in SCAN_COLUMNS]
+    columns = [
+        type_coerce(TABLE.c[name], Text).label(name) if name in _JSON_TEXT else TABLE.c[name]
+        for name in SCAN_COLUMNS
+        if name != "scanned_at"
+    ]
     found: dict[str, Row[Any]] = {}
     if roots:
         query: Select[Any] = select(*columns).where(or_(*(_under(session, root) for root in roots)))
@@ -48,6 +73,18 @@ def cached_rows(session: Session, *, roots: Sequence[str] = (), files: Sequence[
         query = select(*columns).where(TABLE.c.path.in_(unique[start : start + IN_CHUNK]))
         found.update((row.path, row) for row in session.execute(query).all())
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_tuple(text: str) -> tuple[Any, ...]:
+    value = json.loads(text)
+    return tuple(value) if isinstance(value, list) else ()
+
+
+def json_list(text: str | None) -> list[Any]:
+    """A JSON list column fetched as text by `cached_rows`; files of one kind share evidence, so decoding is
+    memoised."""
+    return list(_json_tuple(text)) if text else []
 
 
 def _under(session: Session, root: str) -> ColumnElement[bool]:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 
-from modeldex.db.local_files import cached_rows, delete_paths, upsert_scanned
+from modeldex.db.local_files import cached_rows, delete_paths, json_list, upsert_scanned
 from modeldex.identify.hash_pool import OrderedPool
 from modeldex.identify.hashing import FileHashes
 from modeldex.identify.records import Identification
@@ -136,9 +136,9 @@ def _cached_record(target: Target | Problem, row: Row[Any]) -> ScanRecord:
         algo=row.algo,
         format=row.format,
         unsafe=row.unsafe,
-        unsafe_globals=list(row.unsafe_globals or []),
+        unsafe_globals=json_list(row.unsafe_globals),
         error=row.error,
-        evidence=list(row.evidence or []),
+        evidence=json_list(row.evidence),
     )
     hashes = None
     if row.sha256 is not None:
