@@ -34,7 +34,11 @@ TRASH_NAME = "trash"
 @click.command()
 @click.argument("source", required=False, type=click.Path(path_type=Path))
 @click.option(
-    "--into", "root", type=click.Path(path_type=Path), help="The WebUI or ComfyUI folder (default: sort.library)."
+    "--into",
+    "root",
+    type=click.Path(path_type=Path),
+    metavar="ROOT",
+    help="The WebUI or ComfyUI folder (default: sort.library).",
 )
 @click.option("--layout", type=click.Choice(["a1111", "comfyui"]), help="Folder layout (default: sort.layout).")
 @click.option("--by-base/--no-by-base", "by_base", default=None, help="Per-base sub-folders (models/Lora/sdxl/).")
@@ -45,10 +49,13 @@ TRASH_NAME = "trash"
 @click.option("--link", is_flag=True, help="Leave the file in place and put a symlink in the library.")
 @click.option("--hardlink", is_flag=True, help="Put a hard link in the library (same filesystem only).")
 @click.option("--dedupe", is_flag=True, help="Move sources already in the library (same SHA256) to the trash.")
-@click.option("--quarantine", type=click.Path(path_type=Path), help="Move unsafe pickles into this folder.")
+@click.option(
+    "--quarantine", type=click.Path(path_type=Path), metavar="DIR", help="Move unsafe pickles into this folder."
+)
 @click.option(
     "--settle",
     type=click.FloatRange(min=0),
+    metavar="SECONDS",
     default=1.0,
     show_default=True,
     help="Seconds to watch recently modified files for growth (downloads still being written).",
@@ -83,7 +90,8 @@ def sort(
 
     Each file is identified from its tensors and hashed; sidecars (previews, .civitai.info...) travel with it.
     Nothing is overwritten: another file under the same name means a `-1` suffix, the same content means a
-    duplicate (kept, or moved to the trash with --dedupe). Unknown, unsafe and partial files stay where they are.
+    duplicate (kept, or moved to the trash in the data folder with --dedupe). Unknown, unsafe and partial files
+    stay where they are.
     Every change is journalled: `--undo` reverts a run, and a run killed half-way is finished with `--resume`.
     Exit status: 0 ok, 1 some files failed, 2 usage error.
     """
