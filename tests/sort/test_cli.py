@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from sort_helpers import FakeIdentify, open_journal, snapshot, write
+from sqlalchemy import insert
 
 from modeldex.cli.main import cli
+from modeldex.db.models import LocalFile
 from modeldex.identify.sorting import apply, planner
 from modeldex.identify.sorting.apply import RunResult
+from modeldex.identify.sorting.fsops import sha256_file
 from modeldex.identify.sorting.journal import Journal
 from modeldex.identify.sorting.plan import SortPlan
 
@@ -204,3 +207,23 @@ def test_a_name_that_is_not_utf8_stays_and_prints(env: tuple[Path, Path, Path]) 
     assert applied.exit_code == 0, applied.output
     assert "skip       style \\xff.safetensors: its name is not valid UTF-8" in applied.output
     assert bad.exists() and (root / "models/Lora/style.safetensors").is_file()
+
+
+def test_hashes_come_from_the_scan_cache_while_the_file_is_unchanged(env: tuple[Path, Path, Path]) -> None:
+    source, root, data = env
+    assert run("--history").exit_code == 0  # creates the database
+    style = source / "style.safetensors"
+    st = style.stat()
+    journal = open_journal(data / "modeldex.db")
+    row = {"path": str(style), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "sha256": "ab" * 32}
+    with journal._sessions() as session:
+        session.execute(insert(LocalFile), [dict(row, unsafe_globals=[], evidence=[], user_overrides={})])
+        session.commit()
+
+    def planned_sha() -> str:
+        result = run(source, "--into", root, "--dry-run", "--json", "--settle", "0")
+        return str(next(json.loads(x)["sha256"] for x in result.output.splitlines() if "style.safetensors" in x))
+
+    assert planned_sha() == "ab" * 32
+    os.utime(style, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert planned_sha() == sha256_file(style)
