@@ -18,7 +18,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "identify": ("modeldex.cli.identify_cmd", "identify", "Tell what model files are, from their tensor keys."),
     "scan": ("modeldex.cli.scan_cmd", "scan", "Identify and hash files and record them in the index."),
     "config": ("modeldex.cli.config_cmd", "config", "Show the settings in force and where they come from."),
-    "convert": ("modeldex.cli.convert_cmd", "convert", "Turn a safe pickle into a safetensors file without running it."),
+    "convert": (
+        "modeldex.cli.convert_cmd",
+        "convert",
+        "Turn a safe pickle into a safetensors file without running it.",
+    ),
     "sort": ("modeldex.cli.sort_cmd", "sort", "Move identified files into a WebUI or ComfyUI library, undo-ably."),
 }
 
