@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "identify": ("modeldex.cli.identify_cmd", "identify", "Tell what model files are, from their tensor keys."),
     "scan": ("modeldex.cli.scan_cmd", "scan", "Identify and hash files and record them in the index."),
     "config": ("modeldex.cli.config_cmd", "config", "Show the settings in force and where they come from."),
+    "meta": ("modeldex.cli.meta_cmd", "meta", "Read generation parameters from images."),
     "convert": (
         "modeldex.cli.convert_cmd",
         "convert",
