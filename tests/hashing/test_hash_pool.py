@@ -75,7 +75,7 @@ def test_draining_only_after_every_item_started() -> None:
 
     def task(i: int) -> int:
         if i == 0:
-            gate.wait(2)
+            gate.wait(30)
             time.sleep(0.05)  # let the submitting thread note that the input is exhausted
         seen[i] = pool.draining
         if i == 5:
