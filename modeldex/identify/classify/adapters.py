@@ -91,21 +91,27 @@ class Adapter:
     count: int = 0
 
 
+_SUFFIXES_BY_DOTS = tuple(frozenset(s for s in DOTTED_SUFFIXES if s.count(".") == n) for n in range(3))
+
+
 def split_adapter_key(key: str) -> tuple[str, str] | None:
     """(module, parameter suffix) when `key` is an adapter parameter, else None."""
     if key.startswith(KOHYA_PREFIXES):
         module, _, suffix = key.partition(".")
         return (module, suffix) if suffix else None
-    for suffix in DOTTED_SUFFIXES:
-        if key.endswith(suffix) and key[-len(suffix) - 1 : -len(suffix)] == ".":
-            return key[: -len(suffix) - 1], suffix
-    for end, normal in ((".down.weight", "lora.down.weight"), (".up.weight", "lora.up.weight")):
-        if key.endswith(end):
-            module = key[: -len(end)]
-            last = module.rsplit(".", 1)[-1]
-            # Older diffusers (`to_k_lora`, `lora_linear_layer`) and XLabs (`qkv_lora1`) name the LoRA submodule.
-            if last in ("lora", "lora_linear_layer") or last.endswith(("_lora", "_lora1", "_lora2")):
-                return module, normal
+    # Split off at most the last three components once, instead of testing every suffix with endswith:
+    # a checkpoint has thousands of keys and none of them is an adapter's.
+    parts = key.rsplit(".", 3)
+    for dots, suffixes in enumerate(_SUFFIXES_BY_DOTS):
+        if len(parts) >= dots + 2:
+            suffix = ".".join(parts[-dots - 1 :])
+            if suffix in suffixes:
+                return key[: -len(suffix) - 1], suffix
+    if len(parts) >= 3 and parts[-1] == "weight" and parts[-2] in ("down", "up"):
+        last = parts[-3].rsplit(".", 1)[-1]
+        # Older diffusers (`to_k_lora`, `lora_linear_layer`) and XLabs (`qkv_lora1`) name the LoRA submodule.
+        if last in ("lora", "lora_linear_layer") or last.endswith(("_lora", "_lora1", "_lora2")):
+            return key[: -len(parts[-2]) - len(".weight") - 1], f"lora.{parts[-2]}.weight"
     return None
 
 
