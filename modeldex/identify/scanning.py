@@ -131,7 +131,10 @@ def _passed_by(path: str, listed: set[str]) -> bool:
     return path + ARIA2_SUFFIX in listed
 
 
-def _file_target(display: str, st: os.stat_result) -> Target:
+def _file_target(display: str, st: os.stat_result) -> Target | Problem:
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO or a device would block the reader or never end.
+        return Problem(display, os.path.abspath(display), f"cannot scan {display}: not a regular file")
     return Target(display, os.path.abspath(display), st.st_size, st.st_mtime_ns, st.st_ino)
 
 

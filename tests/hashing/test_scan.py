@@ -343,3 +343,12 @@ def test_moved_library_rehashes_under_the_new_path(tmp_path: Path, db: Factory) 
     summary, _, _ = run([tmp_path / "old"], db)
     assert summary.vanished == [str(tmp_path / "old" / "m.bin")]
     assert set(rows(db)) == {str(tmp_path / "new" / "m.bin")}
+
+
+def test_fifo_is_reported_not_read(tmp_path: Path, db: Factory) -> None:
+    fifo = tmp_path / "lib" / "pipe.safetensors"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    summary, records, _ = run([tmp_path / "lib", fifo], db)
+    assert len(records) == 1 and records[0].error is not None and "not a regular file" in records[0].error
+    assert rows(db) == {}
