@@ -72,9 +72,6 @@ class Probe:
     def has_prefix(self, prefix: str) -> bool:
         return next(self.with_prefix(prefix), None) is not None
 
-    def count_prefix(self, prefix: str) -> int:
-        return sum(1 for _ in self.with_prefix(prefix))
-
     def first_present(self, keys: Iterable[str]) -> str | None:
         """The first of `keys` that exists."""
         return next((k for k in keys if k in self.tensors), None)
@@ -86,9 +83,3 @@ class Probe:
             if f"{prefix}{i}{suffix}" in self.tensors:
                 found = i
         return found
-
-    def sub(self, prefix: str) -> Probe:
-        """A probe over the keys under `prefix`, with the prefix removed (metadata kept)."""
-        n = len(prefix)
-        tensors = {k[n:]: self.tensors[k] for k in self.with_prefix(prefix)}
-        return Probe(tensors, self.metadata, self.values, self.format)
