@@ -85,6 +85,46 @@ class AuthRequiredError(HubError):
     title = "login required"
 
 
+class EarlyAccessError(AuthRequiredError):
+    """The version is in early access: only supporters (with an API key) may download it before a date."""
+
+    title = "early access"
+
+
+class RateLimitedError(HubError):
+    """CivitAI kept answering 429 after every retry."""
+
+    title = "rate limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ChallengeError(HubError):
+    """Cloudflare answered with an HTML challenge page instead of the API's JSON."""
+
+    title = "blocked by Cloudflare"
+
+
+class ServerError(HubError):
+    """CivitAI (or Cloudflare in front of it) kept failing with 5xx or 524."""
+
+    title = "server error"
+
+
+class NetworkError(HubError):
+    """The connection failed, timed out or was cut before the answer was complete."""
+
+    title = "network"
+
+
+class BadResponseError(HubError):
+    """The answer was not what the API promises: not JSON, or JSON of the wrong shape."""
+
+    title = "bad response"
+
+
 class GenerationError(ModeldexError):
     """Parameters or resources for reproduction were unusable."""
 
