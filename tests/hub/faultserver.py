@@ -91,9 +91,9 @@ class Reply:
         )
 
     @classmethod
-    def error(cls, status: int, message: str, **extra: Any) -> Reply:
-        """CivitAI's error body: `{"error": message, ...}`."""
-        return cls.json({"error": message, **extra}, status)
+    def error(cls, status: int, error: str, /, **extra: Any) -> Reply:
+        """CivitAI's error body: `{"error": error, ...}` (extra keys such as `message=` or `deadline=` added)."""
+        return cls.json({"error": error, **extra}, status)
 
     @classmethod
     def html(cls, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
