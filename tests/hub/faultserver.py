@@ -326,3 +326,96 @@ class _RequestHandler(BaseHTTPRequestHandler):
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+class Socks5Proxy:
+    """A minimal SOCKS5 proxy (no auth, CONNECT only) that records the host names clients ask for.
+
+    `routes` maps a requested host name to the real (host, port) to connect to, so a test can fetch
+    `http://civitai.test/...` through it: with `socks5h://` the name reaches the proxy unresolved (`connects` holds
+    ("civitai.test", 80)), which is the point of socks5h.
+    """
+
+    def __init__(self, routes: dict[str, tuple[str, int]] | None = None) -> None:
+        self.routes = dict(routes or {})
+        self.connects: list[tuple[str, int]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name=f"socks5:{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """`socks5h://127.0.0.1:PORT`."""
+        return f"socks5h://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Socks5Proxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            self._handshake_and_pipe(client)
+        except OSError:
+            pass  # a client that went away mid-handshake: nothing to do
+        finally:
+            client.close()
+
+    def _handshake_and_pipe(self, client: socket.socket) -> None:
+        greeting = _recv_exact(client, 2)
+        _recv_exact(client, greeting[1])  # the offered auth methods: we take "none"
+        client.sendall(b"\x05\x00")
+        _, command, _, kind = _recv_exact(client, 4)
+        if kind == 1:
+            host = socket.inet_ntoa(_recv_exact(client, 4))
+        elif kind == 3:
+            host = _recv_exact(client, _recv_exact(client, 1)[0]).decode("idna")
+        else:
+            host = socket.inet_ntop(socket.AF_INET6, _recv_exact(client, 16))
+        port = struct.unpack("!H", _recv_exact(client, 2))[0]
+        self.connects.append((host, port))
+        target = self.routes.get(host, (host, port))
+        try:
+            upstream = socket.create_connection(target, timeout=5)
+        except OSError:
+            client.sendall(b"\x05\x05\x00\x01" + bytes(6))  # connection refused
+            return
+        client.sendall(b"\x05\x00\x00\x01" + bytes(6))
+        with upstream:
+            upstream.settimeout(None)
+            pump = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+            pump.start()
+            _pipe(client, upstream)
+            pump.join(timeout=5)
+
+
+def _recv_exact(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("socks client went away")
+        data += chunk
+    return data
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
