@@ -2,13 +2,13 @@
 
 The key travels only as `Authorization: Bearer`, never as `?token=` (a query string ends up in the file host's logs,
 in redirects and in error messages). A download redirects to a pre-signed URL on another host: that request must go
-without the header, which `CivitaiAuth` guarantees for every request the client sends, redirect hops included.
+without the header, which `apply_key_policy` guarantees for every request the client sends, redirect hops included.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import httpx
@@ -86,26 +86,17 @@ class KeyPolicy:
         return redact(text, [self.api_key] if self.api_key else [])
 
 
-class CivitaiAuth(httpx.Auth):
-    """Adds the Bearer header to requests bound for CivitAI; strips any Authorization header from the rest."""
+def apply_key_policy(request: httpx.Request, policy: KeyPolicy) -> None:
+    """Give a request the Bearer header when it goes to CivitAI; take any Authorization off when it does not.
 
-    def __init__(self, policy: KeyPolicy) -> None:
-        self.policy = policy
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        strip_foreign_authorization(request, self.policy)
-        request.headers.update(self.policy.headers_for(request.url))
-        yield request
-
-
-def strip_foreign_authorization(request: httpx.Request, policy: KeyPolicy) -> None:
-    """Remove Authorization from a request to a host that may not see the key.
-
-    Installed as a request event hook, so it runs for redirect hops too (httpx applies `auth` only to the first
-    request of a redirect chain and strips the header on a change of origin by itself; this does not rely on that).
+    Installed as a request event hook, so it runs for every hop of a redirect chain: civitai.com sending a mature
+    download on to civitai.red keeps the key, the hop to the file host loses it. (httpx applies `auth=` to the first
+    request only, and strips the header on any change of origin by itself; neither is what we need.)
     """
     if not policy.allows(request.url):
         request.headers.pop("Authorization", None)
+        return
+    request.headers.update(policy.headers_for(request.url))
 
 
 _TOKEN_PARAM = re.compile(r"(?i)([?&](?:token|api_key|apikey|key)=)[^&#\s\"']+")

@@ -25,7 +25,7 @@ from modeldex import __version__
 from modeldex.errors import BadResponseError, NetworkError, UsageError
 from modeldex.hub.api_errors import Failure, json_body
 from modeldex.hub.api_models import Creator, Enums, Image, Model, ModelVersion, Page, Tag
-from modeldex.hub.auth import DEFAULT_BASE_URL, CivitaiAuth, KeyPolicy, strip_foreign_authorization
+from modeldex.hub.auth import DEFAULT_BASE_URL, KeyPolicy, apply_key_policy
 from modeldex.hub.retry import RateLimiter, RetryPolicy
 
 ItemT = TypeVar("ItemT", bound=BaseModel)
@@ -77,9 +77,8 @@ class CivitaiClient:
             proxy=proxy,
             trust_env=trust_env,
             transport=transport,
-            auth=CivitaiAuth(policy),
             headers={"User-Agent": user_agent or f"modeldex/{__version__}"},
-            event_hooks={"request": [lambda request: strip_foreign_authorization(request, policy)]},
+            event_hooks={"request": [lambda request: apply_key_policy(request, policy)]},
         )
         """The underlying httpx client, for streaming downloads: it adds the key only for CivitAI hosts."""
 

@@ -200,7 +200,13 @@ class FaultServer:
         self._httpd.fault_server = self
         self.host = host
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"faultserver:{self.port}", daemon=True)
+        # A short poll interval: shutdown() waits for the loop to notice, and tests start and stop many servers.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=f"faultserver:{self.port}",
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:
@@ -355,6 +361,10 @@ class Socks5Proxy:
 
     def __exit__(self, *exc: object) -> None:
         self._stopping.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not on Linux
+        except OSError:
+            pass
         self._listener.close()
         self._thread.join(timeout=5)
 
