@@ -136,6 +136,8 @@ _UNSET_VALUES: dict[str, frozenset[str]] = {
     "Schedule min sigma": frozenset({"0"}),
     "Schedule rho": frozenset({"0"}),
 }
+# Pairs A1111 reads as its defaults, to make a short parameter line long enough to be one.
+_PADDING: tuple[tuple[str, str], ...] = (("Clip skip", "1"), ("RNG", "GPU"), ("Schedule type", "Automatic"))
 _ZERO_IS_UNSET = frozenset({"Schedule max sigma", "Schedule min sigma", "Schedule rho"})
 
 
@@ -353,7 +355,30 @@ class GenerationParams:
             tail.append(f"Civitai resources: {json.dumps(resources, ensure_ascii=False, separators=(',', ':'))}")
         if version is not None:
             tail.append(f"Version: {it.quote(version)}")
-        return it.format_a1111(self.prompt, self.negative_prompt, fields_, tail)
+        text = it.format_a1111(self.prompt, self.negative_prompt, fields_, tail)
+        # A1111 reads a last line with fewer than 3 pairs as prompt text, and a prompt's last line with 3 or more
+        # as parameters. Keys A1111 reads as its own defaults fill a short line up (changing nothing), or make a
+        # line of their own under a prompt that would otherwise be misread.
+        if not (fields_ or tail) and len(it.param_pairs(text.rpartition("\n")[2])) < 3:
+            return text
+        for key, value in _PADDING:
+            if len(it.param_pairs(text.rpartition("\n")[2])) >= 3 and (fields_ or tail):
+                break
+            if key not in fields_:
+                fields_[key] = value
+                text = it.format_a1111(self.prompt, self.negative_prompt, fields_, tail)
+        return text
+        # A1111 reads a last line with fewer than 3 pairs as prompt text. Fill it up with keys it reads as its own
+        # defaults (so nothing changes), or add such a line under a prompt whose last line would read as one.
+        written = bool(fields_ or tail)
+        for key, value in _PADDING:
+            if len(fields_) + len(tail) >= 3:
+                break
+            fields_.setdefault(key, value)
+        padded = it.format_a1111(self.prompt, self.negative_prompt, fields_, tail)
+        if written or len(it.param_pairs(text.rpartition("\n")[2])) >= 3:
+            return padded
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (tuples become lists)."""

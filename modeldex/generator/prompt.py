@@ -103,7 +103,7 @@ def _weight_value(number: str, token: str) -> float:
     try:
         return float(number)
     except ValueError:
-        raise PromptSyntaxError(f"attention weight {number!r} in {token!r} is not a number") from None
+        raise PromptSyntaxError(f"attention weight {_short(number)!r} in {_short(token)!r} is not a number") from None
 
 
 def _scale_from(pieces: list[_Piece], start: int, factor: float) -> None:
@@ -215,7 +215,7 @@ def _extra_network(kind: str, arg_text: str, tag: str) -> ExtraNetwork:
     dyn: int | None = None
     if kind in LORA_KINDS:
         if not positional:
-            raise PromptSyntaxError(f"{tag} names no network")
+            raise PromptSyntaxError(f"{_short(tag)} names no network")
         te = _tag_number(positional[1], tag) if len(positional) > 1 else 1.0
         te = _tag_number(named["te"], tag) if "te" in named else te
         unet = _tag_number(positional[2], tag) if len(positional) > 2 else te
@@ -235,14 +235,18 @@ def _tag_number(value: str, tag: str) -> float:
     try:
         return float(value)
     except ValueError:
-        raise PromptSyntaxError(f"{tag}: weight {value!r} is not a number") from None
+        raise PromptSyntaxError(f"{_short(tag)}: weight {_short(value)!r} is not a number") from None
 
 
 def _tag_int(value: str, tag: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise PromptSyntaxError(f"{tag}: dimension {value!r} is not an integer") from None
+        raise PromptSyntaxError(f"{_short(tag)}: dimension {_short(value)!r} is not an integer") from None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _AND = re.compile(r"\bAND\b")
