@@ -32,8 +32,13 @@ def normalize_base_url(base_url: str) -> str:
     for suffix in ("/api/v1", "/api"):
         if text.lower().endswith(suffix):
             text = text[: -len(suffix)]
-    parts = urlsplit(text)
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        host = None
+    if host is None or parts.scheme not in _DEFAULT_PORTS:
         raise ConfigError(
             f"CivitAI base URL {redact(base_url)!r} is not an http(s) URL; give the site root, e.g. https://civitai.com"
         )

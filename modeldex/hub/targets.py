@@ -90,8 +90,11 @@ def _parse_air(value: str) -> Target:
 def _parse_link(value: str, base_url: str | None) -> Target:
     shown = redact(value)
     link = value if "://" in value else f"https://{value}"
-    parts = urlsplit(link)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(link)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # "[" without "]" and other unparseable netlocs
+        raise UsageError(f"{shown!r} is not a download target: the link cannot be read") from None
     if parts.scheme not in ("http", "https") or not host or ("." not in host and host != "localhost"):
         raise UsageError(
             f"{shown!r} is not a download target: use a model id, v:VERSION_ID, a CivitAI link or an AIR urn"

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
@@ -27,8 +28,11 @@ from modeldex.errors import (
     ServerError,
     UsageError,
 )
+from modeldex.hub.api_errors import describe_failure, is_login_redirect, json_body
 from modeldex.hub.api_models import Model, ModelVersion
+from modeldex.hub.auth import redact
 from modeldex.hub.client import CivitaiClient
+from modeldex.hub.retry import RateLimiter, RetryPolicy, parse_retry_after
 
 KEY = "k3y-0123456789abcdef"
 MODEL = {"id": 1, "name": "Realistic Demo", "type": "Checkpoint", "modelVersions": [{"id": 10, "name": "v1"}]}
@@ -715,7 +719,10 @@ def test_base_url_is_the_site_root(given: str, root: str) -> None:
         assert client.base_url == root and client.api_root == f"{root}/api/v1"
 
 
-@pytest.mark.parametrize("bad", ["civitai.com", "ftp://civitai.com", "", "https://civitai.com/?token=abc"])
+@pytest.mark.parametrize(
+    "bad",
+    ["civitai.com", "ftp://civitai.com", "", "https://civitai.com/?token=abc", "http://[", "https://civitai.com:x"],
+)
 def test_bad_base_url_is_a_config_error(bad: str) -> None:
     with pytest.raises(ConfigError) as caught:
         CivitaiClient(bad)
@@ -749,3 +756,108 @@ def test_http_proxy_from_environment(fault_server: FaultServer, monkeypatch: pyt
     with CivitaiClient("http://civitai.invalid") as client:
         assert client.get_model(1).id == 1
     assert fault_server.requests[0].headers["host"] == "civitai.invalid"
+
+
+# --- the pieces: backoff, Retry-After, pacing, answers read as errors -----------------------------------------------
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    policy = RetryPolicy(backoff_base=0.5, backoff_cap=8.0)
+    rng = random.Random(1)
+    for retry in range(10):
+        ceiling = min(8.0, 0.5 * 2**retry)
+        waits = {policy.backoff(retry, rng) for _ in range(20)}
+        assert all(ceiling / 2 <= w <= ceiling for w in waits) and len(waits) > 1
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, None),
+        ("", None),
+        ("5", 5.0),
+        (" 2.5 ", 2.5),
+        ("-3", 0.0),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: go now
+        ("Wed, 21 Oct 2037 07:28:10 GMT", 10.0),
+    ],
+)
+def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
+    now = datetime(2037, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert parse_retry_after(header, now) == seconds
+
+
+def test_rate_limiter_reserves_slots_in_order() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(4.0, clock=fake.clock, sleep=fake.sleep)
+    assert [limiter.wait() for _ in range(4)] == [0.0, 0.25, 0.25, 0.25]
+    fake.now += 10
+    assert limiter.wait() == 0.0
+    limiter.push_back(3.0)
+    assert limiter.wait() == 3.0
+    with pytest.raises(ValueError):
+        RateLimiter(0)
+
+
+def _answer(
+    status: int, body: bytes = b"", url: str = "https://civitai.com/api/v1/x", **headers: str
+) -> httpx.Response:
+    return httpx.Response(status, content=body, headers=headers, request=httpx.Request("GET", url))
+
+
+def test_describe_failure_reads_civitai_answers() -> None:
+    def error(response: httpx.Response, has_key: bool = False) -> HubError:
+        return describe_failure(response, what="model 1", has_key=has_key).error
+
+    as_json = {"content-type": "application/json"}
+    assert isinstance(error(_answer(404, b'{"error":"No model with id 1"}', **as_json)), NotFoundError)
+    assert "civitai.red" in error(_answer(404, b"{}", **as_json)).message  # the hint for the green host
+    assert "civitai.red" not in error(_answer(404, b"{}", "http://127.0.0.1:8/x", **as_json)).message
+    trpc = b'{"code":"UNAUTHORIZED","message":"You must be logged in"}'
+    assert "You must be logged in" in error(_answer(401, trpc, **as_json)).message
+    assert isinstance(error(_answer(403, b"{}", **as_json), has_key=True), AuthRequiredError)
+    zod = b'{"error":[{"path":["ids"],"message":"Too long"}]}'
+    assert "Too long" in error(_answer(400, zod, **as_json)).message
+    long = error(_answer(500, b'{"error":"' + b"x" * 5000 + b'"}', **as_json)).message
+    assert len(long) < 400 and "\n" not in long
+    assert isinstance(error(_answer(418, b"teapot")), HubError)
+
+
+def test_describe_failure_never_reads_an_unread_stream() -> None:
+    # A download's streamed answer must not be read just to word an error.
+    response = httpx.Response(
+        401,
+        stream=httpx.ByteStream(b"x" * 100),
+        headers={"content-type": "application/json"},
+        request=httpx.Request("GET", "https://civitai.com/api/download/models/1"),
+    )
+    failure = describe_failure(response, what="version 1", has_key=False)
+    assert isinstance(failure.error, AuthRequiredError) and not failure.retryable
+    assert not response.is_stream_consumed
+
+
+def test_is_login_redirect_sees_the_login_page_in_the_history() -> None:
+    first = _answer(307, url="https://civitai.com/api/download/models/1", location="/login?reason=download-auth")
+    final = _answer(200, LOGIN_HTML, "https://civitai.com/login?returnUrl=%2F&reason=download-auth")
+    final.history = [first]
+    assert is_login_redirect(final) and is_login_redirect(first)
+    assert not is_login_redirect(_answer(200, b"{}", "https://civitai.com/api/v1/models/1"))
+
+
+def test_json_body_accepts_json_and_refuses_the_rest() -> None:
+    data, failure = json_body(
+        _answer(200, b'{"id": 1}', **{"content-type": "application/json"}), what="x", has_key=False
+    )
+    assert data == {"id": 1} and failure is None
+    _, failure = json_body(_answer(200, b'{"id": '), what="x", has_key=False)
+    assert failure is not None and isinstance(failure.error, BadResponseError) and failure.retryable
+    _, failure = json_body(_answer(200, b"<!DOCTYPE html><html>hi</html>"), what="x", has_key=False)
+    assert failure is not None and failure.retryable
+
+
+def test_redact() -> None:
+    text = f"GET https://civitai.com/api/download/models/1?token={KEY}&x=1 Authorization: Bearer abc.def {KEY}"
+    clean = redact(text, [KEY])
+    assert KEY not in clean and "abc.def" not in clean and "x=1" in clean
+    assert redact("?type=Model&api_key=zzz") == "?type=Model&api_key=***"
