@@ -506,15 +506,15 @@ def build_catalog() -> J:
                                 clip_skip=2,
                             ),
                         ),
-                        image(3900002, 1, 832, 1216, None),
+                        image(3900002, 4, 832, 1216, None),
                         image(3900003, 16, 832, 1216, None),
                     ],
-                    level=21,
+                    level=20,
                     downloads=18000,
                 )
             ],
             nsfw=True,
-            level=31,
+            level=20,
             stats=(18000, 2500, 30, 210),
         )
     )
