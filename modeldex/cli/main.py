@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "convert",
         "Turn a safe pickle into a safetensors file without running it.",
     ),
+    "serve": ("modeldex.cli.serve_cmd", "serve", "Answer a CivitAI-compatible API from the local index, read-only."),
     "sort": ("modeldex.cli.sort_cmd", "sort", "Move identified files into a WebUI or ComfyUI library, undo-ably."),
 }
 
