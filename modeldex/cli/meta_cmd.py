@@ -103,10 +103,10 @@ def summary_lines(p: GenerationParams) -> list[tuple[str, str]]:
     if p.variation_seed is not None:
         rows.append(("Variation", f"seed {p.variation_seed}, strength {_number(p.variation_seed_strength)}"))
     for resource in p.all_resources():
-        if resource.type in ("checkpoint", "vae"):
-            continue
-        label = {"lora": "LoRA", "embed": "Embedding", "hypernet": "Hypernet"}.get(resource.type, resource.type)
-        parts = [resource.name or f"version {resource.model_version_id}"]
+        if resource.type in ("checkpoint", "vae") and resource.model_version_id is None and resource.air is None:
+            continue  # shown as Model / VAE above
+        label = _RESOURCE_LABELS.get(resource.type, resource.type)
+        parts = [resource.name or resource.air or f"version {resource.model_version_id}"]
         if resource.weight is not None:
             parts.append(_number(resource.weight) or "")
         if resource.hash:
@@ -120,6 +120,17 @@ def summary_lines(p: GenerationParams) -> list[tuple[str, str]]:
     if isinstance(comfy, dict) and comfy.get("sampler_name"):
         rows.append(("ComfyUI", f"{comfy.get('sampler_name')} / {comfy.get('scheduler')}"))
     return rows
+
+
+_RESOURCE_LABELS = {
+    "lora": "LoRA",
+    "lycoris": "LyCORIS",
+    "embed": "Embedding",
+    "hypernet": "Hypernet",
+    "checkpoint": "Checkpoint",
+    "model": "Checkpoint",
+    "vae": "VAE",
+}
 
 
 def _hires(p: GenerationParams) -> str:

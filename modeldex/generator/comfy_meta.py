@@ -143,7 +143,7 @@ def _main_sampler(graph: Graph) -> str | None:
     samplers = sorted((nid for nid, node in graph.items() if node["class_type"] in _SAMPLER_TYPES), key=_id_order)
     for node_id in samplers:
         latent = _follow(graph, node_id, ("latent_image",))
-        if latent is not None and "width" in graph[latent].get("inputs", {}):
+        if latent is not None and "width" in _inputs(graph, latent):
             return node_id
     return samplers[0] if samplers else None
 

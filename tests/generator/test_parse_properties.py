@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from modeldex.errors import GenerationError
+from modeldex.generator.comfy_meta import params_from_comfyui
 from modeldex.generator.image_meta import (
     ImageReadError,
     _exif_texts,
@@ -154,6 +156,36 @@ def test_extra_networks_remove_exactly_the_tags(text: str) -> None:
 def test_split_and_has_one_part_per_and(text: str) -> None:
     parts = split_and(text)
     assert len(parts) == len(re.split(r"\bAND\b", text))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=30,
+)
+NODE_IDS = st.sampled_from(["1", "2", "3", "4"])
+LINK = st.tuples(NODE_IDS, st.integers(0, 2)).map(list)
+COMFY_NODE = st.fixed_dictionaries(
+    {
+        "class_type": st.sampled_from(["KSampler", "CLIPTextEncode", "LoraLoader", "EmptyLatentImage", "X"]),
+        "inputs": st.dictionaries(
+            st.sampled_from(["model", "positive", "negative", "latent_image", "text", "seed", "width", "lora_name"]),
+            LINK | JSON,
+            max_size=6,
+        )
+        | JSON,
+    }
+)
+
+
+@FAST
+@given(st.dictionaries(NODE_IDS, COMFY_NODE | JSON, max_size=4), JSON)
+def test_comfyui_graphs_give_params_or_a_clear_error(prompt: object, workflow: object) -> None:
+    try:
+        params = params_from_comfyui(prompt, workflow)
+    except GenerationError:
+        return
+    assert isinstance(params.prompt, str) and isinstance(params.negative_prompt, str)
 
 
 @FAST
