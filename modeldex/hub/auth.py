@@ -106,12 +106,15 @@ def apply_key_policy(request: httpx.Request, policy: KeyPolicy) -> None:
 
 _TOKEN_PARAM = re.compile(r"(?i)([?&](?:token|api_key|apikey|key)=)[^&#\s\"']+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_USERINFO = re.compile(r"(//[^/\s:@]+:)[^@\s/]+@")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Scrub secrets from text bound for a user or a log: each given secret, `token=` values and Bearer tokens."""
+    """Scrub secrets from text bound for a user or a log: each given secret, `token=` values, Bearer tokens and
+    passwords inside URLs."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     text = _TOKEN_PARAM.sub(r"\1***", text)
+    text = _USERINFO.sub(r"\1***@", text)  # a proxy password in socks5h://user:password@host
     return _BEARER.sub(r"\1***", text)

@@ -22,10 +22,10 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from modeldex import __version__
-from modeldex.errors import BadResponseError, NetworkError, UsageError
+from modeldex.errors import BadResponseError, ConfigError, HubError, NetworkError, UsageError
 from modeldex.hub.api_errors import Failure, json_body
 from modeldex.hub.api_models import Creator, Enums, Image, Model, ModelVersion, Page, Tag
-from modeldex.hub.auth import DEFAULT_BASE_URL, KeyPolicy, apply_key_policy
+from modeldex.hub.auth import DEFAULT_BASE_URL, KeyPolicy, apply_key_policy, redact
 from modeldex.hub.retry import RateLimiter, RetryPolicy
 
 ItemT = TypeVar("ItemT", bound=BaseModel)
@@ -40,6 +40,9 @@ ParamValue = str | int | float | bool | Sequence[str] | None
 
 class CivitaiClient:
     """A client for one CivitAI site (civitai.com, civitai.red, a mirror or `modeldex serve`)."""
+
+    http: httpx.Client
+    """The underlying httpx client, for streaming downloads: it adds the key only for CivitAI hosts."""
 
     def __init__(
         self,
@@ -70,8 +73,22 @@ class CivitaiClient:
         self.retry = RetryPolicy(max_retries, backoff_base, backoff_cap, max_retry_after)
         self._limiter = RateLimiter(requests_per_second, clock=clock, sleep=sleep)
         self._rng = rng or random.Random()
+        try:
+            self.http = self._make_http(timeout, proxy, trust_env, transport, user_agent)
+        except ValueError as exc:  # httpx's word for a proxy URL it cannot use (flag or environment)
+            where = "proxy URL" if proxy else "proxy from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY"
+            raise ConfigError(f"{where} is not usable: {redact(str(exc))}") from exc
+
+    def _make_http(
+        self,
+        timeout: float,
+        proxy: str | None,
+        trust_env: bool,
+        transport: httpx.BaseTransport | None,
+        user_agent: str | None,
+    ) -> httpx.Client:
         policy = self.policy
-        self.http = httpx.Client(
+        return httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 20.0)),
             follow_redirects=True,
             proxy=proxy,
@@ -80,7 +97,6 @@ class CivitaiClient:
             headers={"User-Agent": user_agent or f"modeldex/{__version__}"},
             event_hooks={"request": [lambda request: apply_key_policy(request, policy)]},
         )
-        """The underlying httpx client, for streaming downloads: it adds the key only for CivitAI hosts."""
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -296,6 +312,10 @@ class CivitaiClient:
         except httpx.TransportError as exc:
             # Connection refused or reset, a body cut short, a proxy failure: all worth another try.
             return Failure(NetworkError(self.redact(f"cannot get {what} from {self._host}: {_describe(exc)}")), True)
+        except httpx.TooManyRedirects:
+            return Failure(HubError(self.redact(f"{self._host} redirected {what} in a loop")), False)
+        except httpx.DecodingError as exc:
+            return Failure(BadResponseError(self.redact(f"{self._host} sent {what} mis-encoded: {exc}")), True)
         data, failure = json_body(response, what=what, has_key=self.has_key, redact=self.redact)
         return failure if failure is not None else _Success(data)
 

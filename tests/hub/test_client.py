@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -861,3 +862,31 @@ def test_redact() -> None:
     clean = redact(text, [KEY])
     assert KEY not in clean and "abc.def" not in clean and "x=1" in clean
     assert redact("?type=Model&api_key=zzz") == "?type=Model&api_key=***"
+
+
+def test_unusable_proxy_is_a_config_error_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="proxy URL is not usable") as caught:
+        CivitaiClient(proxy="gopher://me:hunter22@proxy:1")
+    assert "hunter22" not in caught.value.message
+    monkeypatch.setenv("ALL_PROXY", "gopher://me:hunter22@proxy:1")
+    with pytest.raises(ConfigError, match="ALL_PROXY") as caught:
+        CivitaiClient()
+    assert "hunter22" not in caught.value.message
+
+
+def test_redirect_loop_is_an_error_not_a_traceback(
+    fault_server: FaultServer, make_client: Callable[..., CivitaiClient]
+) -> None:
+    fault_server.script(api("/models/1"), Reply.redirect(api("/models/1")))
+    with pytest.raises(HubError, match="redirected model 1 in a loop"):
+        make_client().get_model(1)
+
+
+def test_the_key_is_not_logged(
+    fault_server: FaultServer, make_client: Callable[..., CivitaiClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    fault_server.script(api("/models/1"), Reply.rate_limited(), Reply.json(MODEL))
+    with caplog.at_level(logging.DEBUG):
+        make_client(KEY).get_model(1)
+    assert "models/1" in caplog.text  # httpx and httpcore did log the calls
+    assert KEY not in caplog.text
