@@ -11,6 +11,7 @@ stay in `other`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
@@ -198,15 +199,16 @@ def _read_sampler(graph: Graph, sampler_id: str) -> GenerationParams:
 
     params.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
     params.steps = steps if isinstance(steps, int) and not isinstance(steps, bool) else None
-    params.cfg_scale = float(cfg) if isinstance(cfg, int | float) and not isinstance(cfg, bool) else None
+    params.cfg_scale = _finite(cfg)
     if isinstance(sampler_name, str):
         params.sampler = SAMPLER_NAMES.get(sampler_name, sampler_name)
         comfy["sampler_name"] = sampler_name
     if isinstance(scheduler, str):
         params.schedule_type = SCHEDULER_NAMES.get(scheduler, scheduler)
         comfy["scheduler"] = scheduler
-    if isinstance(denoise, int | float) and not isinstance(denoise, bool) and denoise != 1:
-        params.denoising_strength = float(denoise)
+    strength = _finite(denoise)
+    if strength is not None and strength != 1:
+        params.denoising_strength = strength
 
     holder = guider if guider is not None else sampler_id
     params.prompt = "\n".join(_texts(graph, _follow(graph, holder, ("positive", "conditioning")), "positive"))
@@ -215,6 +217,12 @@ def _read_sampler(graph: Graph, sampler_id: str) -> GenerationParams:
     _read_latent(graph, _follow(graph, sampler_id, ("latent_image",)), params)
     params.other["comfyui"] = comfy
     return params
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _texts(graph: Graph, node_id: str | None, side: str) -> list[str]:
@@ -270,12 +278,11 @@ def _read_model(graph: Graph, node_id: str | None, params: GenerationParams) -> 
             break
         lora = inputs.get("lora_name")
         if isinstance(lora, str):
-            weight = inputs.get("strength_model")
             loras.append(
                 Resource(
                     "lora",
                     PurePath(lora.replace("\\", "/")).stem,
-                    weight=float(weight) if isinstance(weight, int | float) else None,
+                    weight=_finite(inputs.get("strength_model")),
                     extra={"file": lora, "class_type": node["class_type"]},
                 )
             )

@@ -220,7 +220,7 @@ _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 
 
 def _exif_texts(tiff: bytes) -> dict[str, str]:
     """Text tags of an EXIF block (TIFF data); unreadable structure yields nothing rather than an error."""
-    if tiff[:4] not in (b"II*\0", b"MM\0*"):
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\0", b"MM\0*"):
         return {}
     order = "<" if tiff[:2] == b"II" else ">"
     ifd0 = _ifd_entries(tiff, order, struct.unpack(order + "I", tiff[4:8])[0])

@@ -200,6 +200,7 @@ def test_user_comment_decoding_never_raises(raw: bytes, order: str) -> None:
 def test_exif_parsing_never_raises(tail: bytes) -> None:
     for head in (b"II*\0\x08\0\0\0", b"MM\0*\0\0\0\x08"):
         assert isinstance(_exif_texts(head + tail), dict)
+        assert isinstance(_exif_texts(head[:4] + tail[:3]), dict)
     # A directory entry pointing far outside the block.
     entry = struct.pack("<HHHII", 1, 0x8769, 4, 1, 0xFFFFFFF0)
     assert _exif_texts(b"II*\0\x08\0\0\0" + entry + tail) == {}
