@@ -768,7 +768,7 @@ def build_catalog() -> J:
                     521007,
                     "v2 (early access)",
                     "Flux.1 D",
-                    "2026-11-28T10:05:00.000Z",
+                    "2026-10-15T10:05:00.000Z",
                     [file(471007, 521007, "paperCutFlux_v2.safetensors", 171970.4, size=None)],
                     [image(5300001, 1, 1024, 1024, None)],
                     trained_words=["papercut"],

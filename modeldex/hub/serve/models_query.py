@@ -7,13 +7,12 @@ for `query` searches, which CivitAI also orders by id, newest first), so pages n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, and_, cast, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from modeldex.db.models import Creator, Model, ModelVersion, VersionFile
@@ -100,9 +99,7 @@ def _conditions(session: Session, f: ModelFilters) -> list[ColumnElement[bool]]:
     if f.ids:
         conditions.append(Model.id.in_(f.ids))
     if f.tag is not None:
-        # Tags are a JSON list of strings: match one whole element, case-insensitively.
-        needle = _like_escape(json.dumps(f.tag.lower()))
-        conditions.append(func.lower(cast(Model.tags, Text)).like(f"%{needle}%", escape="\\"))
+        conditions.append(Model.id.in_(_models_tagged(session, f.tag)))
     if f.username is not None:
         conditions.append(
             Model.creator_id.in_(select(Creator.id).where(func.lower(Creator.username) == f.username.lower()))
@@ -131,6 +128,20 @@ def _conditions(session: Session, f: ModelFilters) -> list[ColumnElement[bool]]:
     # Models with no published version have nothing to show (CivitAI lists published models only).
     conditions.append(_has_version(or_(ModelVersion.status.is_(None), ModelVersion.status == "Published")))
     return conditions
+
+
+def _models_tagged(session: Session, tag: str) -> list[int]:
+    """Ids of models carrying this whole tag, compared case-insensitively in Python.
+
+    Tags are a JSON list; matching its text in SQL would depend on how each backend escapes non-ASCII letters
+    (SQLite stores `\\u00dc` for Ü, which no SQL `lower()` turns into the `\\u00fc` of ü).
+    """
+    wanted = tag.casefold()
+    return [
+        model_id
+        for model_id, tags in session.execute(select(Model.id, Model.tags))
+        if isinstance(tags, list) and any(isinstance(t, str) and t.casefold() == wanted for t in tags)
+    ]
 
 
 def _has_version(condition: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -188,7 +199,3 @@ def load_models(session: Session, ids: Sequence[int]) -> dict[int, Model]:
         return {}
     statement = _with_children(select(Model).where(Model.id.in_(list(ids))))
     return {m.id: m for m in session.scalars(statement).unique()}
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
