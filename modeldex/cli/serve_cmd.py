@@ -82,7 +82,11 @@ def serve(host: str, port: int, db_url: str | None, catalog: str | None, public_
             highlight=False,
             soft_wrap=True,
         )
-        run_server(create_app(factory, public_url=public_url), sock)
+        try:
+            run_server(create_app(factory, public_url=public_url), sock)
+        except KeyboardInterrupt:
+            # uvicorn shuts down cleanly on Ctrl-C and then re-raises it: for a server that is the normal end.
+            err_console.print("modeldex: serve stopped", markup=False, highlight=False)
 
 
 def _database(db_url: str | None, catalog: str | None, scratch: Path) -> tuple[sessionmaker[Session], str]:
