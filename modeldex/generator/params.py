@@ -143,7 +143,8 @@ _ZERO_IS_UNSET = frozenset({"Schedule max sigma", "Schedule min sigma", "Schedul
 
 @dataclass
 class GenerationParams:
-    """What an image was generated with, in A1111's terms (field docs give the infotext key)."""
+    """What an image was generated with, in A1111's terms: each field is the infotext key of that name
+    (`cfg_scale` is `CFG scale`, `hires_resize` is `Hires resize`, `ensd` is `ENSD`)."""
 
     prompt: str = ""
     negative_prompt: str = ""
@@ -227,7 +228,7 @@ class GenerationParams:
         if isinstance(meta, str):
             try:
                 meta = json.loads(meta)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise GenerationError(f"the image meta is not valid JSON ({exc})") from None
         if meta is None or meta == {}:
             raise NoParametersError("this image has no generation parameters (its meta is empty)")
@@ -299,7 +300,7 @@ class GenerationParams:
     def _apply_json(self, values: Mapping[str, Any]) -> None:
         hashes = values.get("Hashes")
         if isinstance(hashes, Mapping):
-            self.hashes = {str(k): str(v) for k, v in hashes.items()}
+            self.hashes = {str(k): str(v) for k, v in hashes.items() if v is not None}
         elif hashes is not None:
             self.extra["Hashes"] = json.dumps(hashes, ensure_ascii=False)
         resources = values.get("Civitai resources", values.get("civitaiResources"))
@@ -314,7 +315,8 @@ class GenerationParams:
     # -- writing ---------------------------------------------------------------------------------------------
 
     def infotext_fields(self) -> dict[str, object]:
-        """The parameter line as an ordered mapping (A1111's key order, then `extra`, CivitAI's JSON, Version)."""
+        """The parameter line as an ordered mapping: A1111's key order, then `extra` (`to_infotext` adds CivitAI's
+        JSON values and writes Version last)."""
         out: dict[str, object] = {}
         defaults = _FIELD_DEFAULTS
         implied = it.implied_by_version(self.version, self.prompt, self.sampler, self.refiner)

@@ -189,12 +189,12 @@ def test_escapes_are_kept_in_scheduled_text() -> None:
 
 
 def test_a1111_ambiguity_gets_one_of_its_answers() -> None:
-    # A1111's Earley parser resolves this tie differently from one process to another (Python's hash seed):
-    # either the first `[` is literal and `[a:2]` is scheduled, or nothing is scheduled.
-    result = prompt_schedules("[[a:2]:3", 10)
-    assert result in ([(10, "[[a:2]:3")], [(2, "[:3"), (10, "[a:3")])
-    # Where A1111 is consistent, so is this: a closing bracket after a literal run stays literal.
-    assert prompt_schedules("[a:(x:1.2):3]:3]", 10) == [(10, "[a:(x:1.2):3]:3]")]
+    # A1111's Earley parser resolves these ties differently from one process to another (Python's hash seed):
+    # either the bracket before the literal `:` closes `[a:2]`, or it is literal too. Here it closes.
+    assert prompt_schedules("[[a:2]:3", 10) == [(2, "[:3"), (10, "[a:3")]
+    assert prompt_schedules("[a:(x:1.2):3]:3]", 10) == [(3, "a:3]"), (10, "(x:1.2):3]")]
+    # Not a tie for A1111: a closing bracket followed by text closes its construct.
+    assert prompt_schedules("[[a:2]x", 10) == [(2, "[x"), (10, "[ax")]
 
 
 def test_deep_nesting_is_unscheduled_not_a_crash() -> None:
