@@ -22,11 +22,12 @@ here).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from modeldex.db.models import Creator, FileHash, Image, Model, ModelVersion, VersionFile
 from modeldex.errors import HubError
@@ -71,18 +72,27 @@ def canonical_algo(name: str) -> str:
 def upsert_models(
     session: Session, items: Iterable[Mapping[str, Any] | object], *, fetched_at: datetime | None = None
 ) -> list[Model]:
-    """Store every item of a `/models` answer (see `upsert_model`)."""
-    return [upsert_model(session, item, fetched_at=fetched_at) for item in items]
+    """Store every item of a `/models` answer (see `upsert_model`).
+
+    The rows already stored for the whole batch are read first, a few queries in all, instead of one query per
+    model, version, file and image.
+    """
+    objects = [_as_dict(item, "model") for item in items]
+    cache = _prefetch(session, objects)
+    session.info[_CACHE_KEY] = cache
+    try:
+        return [upsert_model(session, obj, fetched_at=fetched_at) for obj in objects]
+    finally:
+        session.info.pop(_CACHE_KEY, None)
 
 
 def upsert_model(session: Session, data: Mapping[str, Any] | object, *, fetched_at: datetime | None = None) -> Model:
     """Insert or update a model with its creator, versions, files, hashes and images; returns the model row."""
     obj = _as_dict(data, "model")
     model_id = _require_id(obj, "model")
-    model = session.get(Model, model_id)
+    model = _lookup(session, Model, model_id)
     if model is None:
-        model = Model(id=model_id, name="", type="Other", nsfw=False, tags=[])
-        session.add(model)
+        model = _add(session, Model(id=model_id, name="", type="Other", nsfw=False, tags=[]))
     _apply_model_fields(session, model, obj)
     model.fetched_at = fetched_at or datetime.now(UTC)
     raw = {k: v for k, v in obj.items() if k != _MODEL_CHILDREN}
@@ -114,7 +124,7 @@ def upsert_version(
     obj = _as_dict(data, "model version")
     version_id = _require_id(obj, "model version")
     parent_id = model_id if model_id is not None else _int(obj.get("modelId"))
-    version = session.get(ModelVersion, version_id)
+    version = _lookup(session, ModelVersion, version_id)
     if parent_id is None:
         if version is None:
             raise HubError(f"CivitAI sent model version {version_id} without the id of its model")
@@ -122,13 +132,11 @@ def upsert_version(
     if model_id is None:
         _ensure_parent(session, parent_id, obj.get("model"))
     if version is None:
-        version = ModelVersion(id=version_id, model_id=parent_id, name="", trained_words=[])
-        session.add(version)
+        version = _add(session, ModelVersion(id=version_id, model_id=parent_id, name="", trained_words=[]))
     version.model_id = parent_id
     _apply_version_fields(version, obj)
     version.fetched_at = fetched_at or datetime.now(UTC)
     raw = {k: v for k, v in obj.items() if k not in _VERSION_CHILDREN}
-    session.flush()
     files = obj.get("files")
     if isinstance(files, list):
         raw["files"] = [_upsert_file(session, version, _as_dict(f, "file")).id for f in files if _is_object(f)]
@@ -137,7 +145,6 @@ def upsert_version(
         stored = upsert_images(session, images, version_id=version.id)
         raw["images"] = [image.id for image in stored]
     version.raw = _merge_raw(version.raw, raw)
-    session.flush()
     return version
 
 
@@ -159,10 +166,9 @@ def upsert_images(
         url = obj.get("url")
         if image_id is None or not isinstance(url, str) or not url:
             continue
-        image = session.get(Image, image_id)
+        image = _lookup(session, Image, image_id)
         if image is None:
-            image = Image(id=image_id, url=url)
-            session.add(image)
+            image = _add(session, Image(id=image_id, url=url))
         image.url = url
         if version_id is not None:
             image.version_id = version_id
@@ -185,7 +191,6 @@ def upsert_images(
         if isinstance(meta, Mapping):
             image.meta = dict(meta)
         stored.append(image)
-    session.flush()
     return stored
 
 
@@ -197,14 +202,18 @@ def upsert_creator(session: Session, data: Mapping[str, Any] | object | None) ->
     username = obj.get("username")
     if not isinstance(username, str) or not username:
         return None
-    creator = session.scalars(select(Creator).where(Creator.username == username)).first()
+    cache: _Cache | None = session.info.get(_CACHE_KEY)
+    creator = cache.creators.get(username) if cache is not None else None
+    if creator is None:
+        creator = session.scalars(select(Creator).where(Creator.username == username)).first()
     if creator is None:
         creator = Creator(username=username)
         session.add(creator)
+    if cache is not None:
+        cache.creators[username] = creator
     if "image" in obj:
         creator.image_url = _str(obj["image"])
     creator.raw = _merge_raw(creator.raw, obj)
-    session.flush()
     return creator
 
 
@@ -225,8 +234,7 @@ def _apply_model_fields(session: Session, model: Model, obj: Mapping[str, Any]) 
     if "mode" in obj:
         model.mode = _str(obj["mode"])
     if "creator" in obj:
-        creator = upsert_creator(session, obj["creator"])
-        model.creator_id = creator.id if creator is not None else None
+        model.creator = upsert_creator(session, obj["creator"])
 
 
 def _apply_version_fields(version: ModelVersion, obj: Mapping[str, Any]) -> None:
@@ -253,10 +261,9 @@ def _apply_version_fields(version: ModelVersion, obj: Mapping[str, Any]) -> None
 
 def _upsert_file(session: Session, version: ModelVersion, obj: Mapping[str, Any]) -> VersionFile:
     file_id = _require_id(obj, "file")
-    row = session.get(VersionFile, file_id)
+    row = _lookup(session, VersionFile, file_id)
     if row is None:
-        row = VersionFile(id=file_id, version_id=version.id, name="")
-        session.add(row)
+        row = _add(session, VersionFile(id=file_id, version_id=version.id, name="", hashes=[]))
     row.version_id = version.id
     if "name" in obj:
         row.name = _str(obj["name"]) or ""
@@ -280,14 +287,13 @@ def _upsert_file(session: Session, version: ModelVersion, obj: Mapping[str, Any]
     raw = {k: v for k, v in obj.items() if k != "hashes"}
     hashes = obj.get("hashes")
     if isinstance(hashes, Mapping):
-        session.flush()
-        raw["hashes"] = _upsert_hashes(session, row, hashes)
+        raw["hashes"] = _upsert_hashes(row, hashes)
     row.raw = _merge_raw(row.raw, raw)
     return row
 
 
-def _upsert_hashes(session: Session, row: VersionFile, hashes: Mapping[str, Any]) -> list[str]:
-    existing = {h.algo: h for h in session.scalars(select(FileHash).where(FileHash.file_id == row.id))}
+def _upsert_hashes(row: VersionFile, hashes: Mapping[str, Any]) -> list[str]:
+    existing = {h.algo: h for h in row.hashes}
     names: list[str] = []
     for name, value in hashes.items():
         if not isinstance(value, str) or not value.strip():
@@ -295,8 +301,8 @@ def _upsert_hashes(session: Session, row: VersionFile, hashes: Mapping[str, Any]
         algo = canonical_algo(str(name))
         found = existing.get(algo)
         if found is None:
-            found = FileHash(file_id=row.id, algo=algo, value="")
-            session.add(found)
+            found = FileHash(algo=algo, value="")
+            row.hashes.append(found)
             existing[algo] = found
         found.value = value.strip().upper()
         names.append(algo)
@@ -305,16 +311,14 @@ def _upsert_hashes(session: Session, row: VersionFile, hashes: Mapping[str, Any]
 
 def _ensure_parent(session: Session, model_id: int, embedded: object) -> None:
     """Make or refresh the model row a standalone version points at, from the version's embedded `model`."""
-    model = session.get(Model, model_id)
+    model = _lookup(session, Model, model_id)
     info = dict(embedded) if isinstance(embedded, Mapping) else {}
     if model is None:
-        model = Model(id=model_id, name="", type="Other", nsfw=False, tags=[])
-        session.add(model)
+        model = _add(session, Model(id=model_id, name="", type="Other", nsfw=False, tags=[]))
     if info:
         fields = {k: info[k] for k in ("name", "type", "nsfw", "mode") if k in info}
         _apply_model_fields(session, model, fields)
         model.raw = _merge_raw(model.raw, info)
-    session.flush()
 
 
 def _first_stored_version(session: Session, ids: object) -> int | None:
@@ -322,9 +326,92 @@ def _first_stored_version(session: Session, ids: object) -> int | None:
         return None
     for value in ids:
         version_id = _int(value)
-        if version_id is not None and session.get(ModelVersion, version_id) is not None:
+        if version_id is not None and _lookup(session, ModelVersion, version_id) is not None:
             return version_id
     return None
+
+
+# --- batch lookups ------------------------------------------------------------------------------------------------
+
+_CACHE_KEY = "modeldex.hub.store.batch"
+_CHUNK = 500
+Stored = TypeVar("Stored", Model, ModelVersion, VersionFile, Image)
+
+
+@dataclass
+class _Cache:
+    """What one `upsert_models` batch knows: rows already read (held so the identity map keeps them), ids known to
+    be new (no query needed to learn that again), creators by username."""
+
+    rows: list[object] = field(default_factory=list)
+    absent: set[tuple[type, int]] = field(default_factory=set)
+    creators: dict[str, Creator] = field(default_factory=dict)
+
+
+def _lookup(session: Session, cls: type[Stored], row_id: int) -> Stored | None:
+    cache: _Cache | None = session.info.get(_CACHE_KEY)
+    if cache is not None and (cls, row_id) in cache.absent:
+        return None
+    return session.get(cls, row_id)
+
+
+def _add(session: Session, row: Stored) -> Stored:
+    session.add(row)
+    cache: _Cache | None = session.info.get(_CACHE_KEY)
+    if cache is not None:
+        cache.absent.discard((type(row), row.id))
+        cache.rows.append(row)
+    return row
+
+
+def _prefetch(session: Session, models: list[dict[str, Any]]) -> _Cache:
+    """Read the stored rows a batch of models will touch, in chunks, into a `_Cache`."""
+    wanted: dict[type, set[int]] = {Model: set(), ModelVersion: set(), VersionFile: set(), Image: set()}
+    usernames: set[str] = set()
+    for model in models:
+        _collect_id(wanted[Model], model)
+        creator = model.get("creator")
+        if isinstance(creator, Mapping) and isinstance(creator.get("username"), str):
+            usernames.add(creator["username"])
+        for version in _objects(model.get(_MODEL_CHILDREN)):
+            _collect_id(wanted[ModelVersion], version)
+            for file in _objects(version.get("files")):
+                _collect_id(wanted[VersionFile], file)
+            for image in _objects(version.get("images")):
+                _collect_id(wanted[Image], image)
+    cache = _Cache()
+    _prefetch_rows(session, Model, wanted[Model], cache)
+    _prefetch_rows(session, ModelVersion, wanted[ModelVersion], cache)
+    _prefetch_rows(session, VersionFile, wanted[VersionFile], cache)
+    _prefetch_rows(session, Image, wanted[Image], cache)
+    names = sorted(usernames)
+    for start in range(0, len(names), _CHUNK):
+        for creator in session.scalars(select(Creator).where(Creator.username.in_(names[start : start + _CHUNK]))):
+            cache.creators[creator.username] = creator
+    return cache
+
+
+def _prefetch_rows(session: Session, cls: type[Stored], ids: set[int], cache: _Cache) -> None:
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        statement = select(cls).where(cls.id.in_(chunk))
+        if cls is VersionFile:
+            statement = statement.options(selectinload(VersionFile.hashes))
+        rows = list(session.scalars(statement))
+        cache.rows.extend(rows)
+        found = {row.id for row in rows}
+        cache.absent.update((cls, i) for i in chunk if i not in found)
+
+
+def _objects(value: object) -> list[Mapping[str, Any]]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _collect_id(ids: set[int], obj: Mapping[str, Any]) -> None:
+    value = _int(obj.get("id"))
+    if value is not None:
+        ids.add(value)
 
 
 # --- coercion -----------------------------------------------------------------------------------------------------

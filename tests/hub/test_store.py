@@ -418,3 +418,31 @@ def _standalone_version() -> dict[str, Any]:
             }
         ],
     }
+
+
+def test_storing_the_same_batch_twice_changes_nothing(loaded: sessionmaker[Session]) -> None:
+    with loaded() as session:
+        before = {m.id: store.model_to_api(m) for m in session.scalars(select(Model))}
+        counts = [session.query(cls).count() for cls in (Creator, Model, ModelVersion, VersionFile, FileHash, Image)]
+        store.upsert_models(session, catalog_items())
+        session.commit()
+        after = {m.id: store.model_to_api(m) for m in session.scalars(select(Model))}
+        again = [session.query(cls).count() for cls in (Creator, Model, ModelVersion, VersionFile, FileHash, Image)]
+    assert after == before
+    assert again == counts
+
+
+def test_one_batch_with_shared_creators_and_a_repeated_image(db: sessionmaker[Session]) -> None:
+    first, second = copy.deepcopy(find_item(catalog_items(), 4201)), copy.deepcopy(find_item(catalog_items(), 7203))
+    second["creator"] = {"username": "pixelsmith", "image": "https://image.civitai.com/x/new-avatar.jpeg"}
+    shared = first["modelVersions"][0]["images"][0]
+    second["modelVersions"][0]["images"].append(shared)
+    with db() as session:
+        store.upsert_models(session, [first, second])
+        session.commit()
+        creators = list(session.scalars(select(Creator)))
+        assert [(c.username, c.image_url) for c in creators] == [
+            ("pixelsmith", "https://image.civitai.com/x/new-avatar.jpeg")
+        ]
+        assert session.get(Model, 7203).creator_id == session.get(Model, 4201).creator_id == creators[0].id
+        assert session.get(Image, shared["id"]).version_id == 421003  # the later answer places it
