@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from modeldex.errors import GenerationError
 from modeldex.generator import infotext as it
+from modeldex.generator.civitai_meta import split_civitai_meta
 from modeldex.generator.prompt import ExtraNetwork, PromptSyntaxError, extract_extra_networks
 
 
@@ -234,7 +234,7 @@ class GenerationParams:
             raise NoParametersError("this image has no generation parameters (its meta is empty)")
         if not isinstance(meta, Mapping):
             raise GenerationError(f"the image meta should be a JSON object, not {type(meta).__name__}")
-        a1111_fields, json_values, other = _normalise_civitai_meta(meta)
+        a1111_fields, json_values, other = split_civitai_meta(meta)
         params = cls._from_a1111_fields(a1111_fields, hypernet_in_prompt=False)
         params._apply_json(json_values)
         entries = other.pop("resources", None)
@@ -556,61 +556,3 @@ def _format_number(value: float) -> str:
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
-
-
-# CivitAI meta spelling -> infotext key.
-_CIVITAI_KEYS = {
-    "prompt": "Prompt",
-    "negativePrompt": "Negative prompt",
-    "steps": "Steps",
-    "sampler": "Sampler",
-    "cfgScale": "CFG scale",
-    "seed": "Seed",
-    "clipSkip": "Clip skip",
-    # Other tools' JSON (Fooocus, some ComfyUI savers) uses these.
-    "negative_prompt": "Negative prompt",
-    "cfg_scale": "CFG scale",
-    "guidance_scale": "CFG scale",
-    "sampler_name": "Sampler",
-}
-_IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def _normalise_civitai_meta(meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Split a meta object into infotext-style fields, JSON values and everything else."""
-    a1111: dict[str, Any] = {}
-    json_values: dict[str, Any] = {}
-    other: dict[str, Any] = {}
-    for key, value in meta.items():
-        if value is None:
-            continue
-        key = str(key)
-        name = _CIVITAI_KEYS.get(key, key)
-        if key == "hashes" or name == "Hashes":
-            json_values["Hashes"] = value
-        elif key in ("civitaiResources", "Civitai resources"):
-            json_values["Civitai resources"] = value
-        elif name in ("Prompt", "Negative prompt") and isinstance(value, str):
-            a1111[name] = value
-        elif name[:1].isupper() and it.is_param_key(name) and isinstance(value, str | int | float | bool):
-            a1111.update(_infotext_value(name, value))
-        else:
-            other[key] = value
-    # A1111 spells the camelCase keys once; a meta holding both spellings keeps the A1111 one.
-    for civitai_key, name in _CIVITAI_KEYS.items():
-        if civitai_key in meta and name in meta and meta[name] is not None:
-            a1111.update(_infotext_value(name, meta[name]))
-    if "Size-1" not in a1111 and "width" in other and "height" in other:
-        w, h = _as_int(other["width"]), _as_int(other["height"])
-        if w is not None and h is not None:
-            a1111["Size-1"], a1111["Size-2"] = str(w), str(h)
-            del other["width"], other["height"]
-    return a1111, json_values, other
-
-
-def _infotext_value(name: str, value: str | int | float | bool) -> Iterable[tuple[str, Any]]:
-    text = ("True" if value else "False") if isinstance(value, bool) else str(value)
-    size = _IMAGE_SIZE.match(text)
-    if size is not None:
-        return [(f"{name}-1", size.group(1)), (f"{name}-2", size.group(2))]
-    return [(name, text)]
