@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Turn a safe pickle into a safetensors file without running it.",
     ),
     "serve": ("modeldex.cli.serve_cmd", "serve", "Answer a CivitAI-compatible API from the local index, read-only."),
+    "download": ("modeldex.cli.download_cmd", "download", "Download CivitAI files, verify them, sort them in."),
+    "jobs": ("modeldex.cli.jobs_cmd", "jobs", "List, run, cancel or retry queued downloads."),
     "sort": ("modeldex.cli.sort_cmd", "sort", "Move identified files into a WebUI or ComfyUI library, undo-ably."),
 }
 

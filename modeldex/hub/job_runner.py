@@ -229,23 +229,28 @@ class JobRunner:
         lease = ctx.lease
         handler = self.handlers[lease.job.kind]
         ended = False
+
+        def counts() -> dict[str, int | None]:
+            return {"bytes_done": ctx.bytes_done, "bytes_total": ctx.bytes_total}
+
         try:
             result = handler(ctx)
             ended = True
-            self.queue.finish(lease, result)
+            self.queue.finish(lease, result, **counts())
         except JobInterrupted:
             ended = True
             if ctx.lost.is_set():
                 self.queue.drop_lock(lease)
             else:
-                self.queue.release(lease)
+                self.queue.release(lease, **counts())
         except ModeldexError as exc:
             ended = True
-            self.queue.fail(lease, exc.message, {"exit_code": exc.exit_code, "title": exc.title})
+            self.queue.fail(lease, exc.message, {"exit_code": exc.exit_code, "title": exc.title}, **counts())
         except OSError as exc:
             ended = True
             where = f": {exc.filename}" if exc.filename else ""
-            self.queue.fail(lease, f"{exc.strerror or exc}{where}", {"exit_code": 1, "title": "file system"})
+            failure = {"exit_code": 1, "title": "file system"}
+            self.queue.fail(lease, f"{exc.strerror or exc}{where}", failure, **counts())
         finally:
             if not ended:
                 # An unexpected exception (a bug): recorded, then it propagates to `_collect` with its traceback.

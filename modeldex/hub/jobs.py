@@ -386,31 +386,51 @@ class JobQueue:
             lease.job = _replace_payload(lease.job, payload)
         return ok
 
-    def finish(self, lease: Lease, result: dict[str, Any] | None = None) -> bool:
-        """Mark the job done with its result."""
-        return self._end(lease, state="done", result=result, error=None, progress=1.0)
+    def finish(
+        self,
+        lease: Lease,
+        result: dict[str, Any] | None = None,
+        *,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
+    ) -> bool:
+        """Mark the job done with its result (and its final byte counts)."""
+        return self._end(lease, "done", result, None, progress=1.0, bytes_done=bytes_done, bytes_total=bytes_total)
 
-    def fail(self, lease: Lease, error: str, result: dict[str, Any] | None = None) -> bool:
+    def fail(
+        self,
+        lease: Lease,
+        error: str,
+        result: dict[str, Any] | None = None,
+        *,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
+    ) -> bool:
         """Mark the job failed; `result` may say more (an exit code, the error's title)."""
-        return self._end(lease, state="failed", result=result, error=error)
+        return self._end(lease, "failed", result, error, bytes_done=bytes_done, bytes_total=bytes_total)
 
-    def release(self, lease: Lease) -> bool:
+    def release(self, lease: Lease, *, bytes_done: int | None = None, bytes_total: int | None = None) -> bool:
         """Give the job back to the queue as it stands (interrupted: the next worker resumes it)."""
-        return self._end(lease, state="queued", result=None, error=None)
+        return self._end(lease, "queued", None, None, bytes_done=bytes_done, bytes_total=bytes_total)
 
     def _end(
         self,
         lease: Lease,
-        *,
         state: str,
         result: dict[str, Any] | None,
         error: str | None,
+        *,
         progress: float | None = None,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
     ) -> bool:
         values: dict[str, Any] = {"state": state, "result": result, "error": error, "lease_until": None}
         values["updated_at"] = _now()
-        if progress is not None:
-            values["progress"] = progress
+        for name, value in (("progress", progress), ("bytes_done", bytes_done), ("bytes_total", bytes_total)):
+            if value is not None:
+                values[name] = value
+        if progress is None and bytes_done is not None and bytes_total:
+            values["progress"] = min(1.0, bytes_done / bytes_total)
         try:
             with self._sessions() as session:
                 outcome = session.execute(update(JOBS).where(self._fenced(lease)).values(**values))
