@@ -104,9 +104,18 @@ def download(
                 failures.append((text, exc))
                 _report_error(exc, prefix=f"{text}: " if len(targets) > 1 else "")
         queue = job_queue(settings, sessions)
-        ids = _enqueue(queue, requests)
+        to_fetch = []
+        for request in requests:
+            present = _already_present(sessions, request)
+            if present is None:
+                to_fetch.append(request)
+            elif as_json:
+                echo_json_line({"job": None, "state": "done", "action": "present", "path": str(present)})
+            else:
+                click.echo(f"already downloaded: {present} (same SHA256 as CivitAI's file)")
+        ids = _enqueue(queue, to_fetch)
         if ids:
-            names = {job_id: request.describe() for job_id, request in zip(ids, requests, strict=True)}
+            names = {job_id: request.describe() for job_id, request in zip(ids, to_fetch, strict=True)}
             with progress_bars(names) as observer:
                 runner = make_runner(settings, sessions, client, queue, observer=observer, previews=not no_preview)
                 outcome = runner.run(ids)
@@ -357,13 +366,44 @@ def _no_file_message(version: ModelVersion, wanted: dict[str, str | None]) -> st
 # --- the queue and the output ---------------------------------------------------------------------------------------
 
 
+def _already_present(sessions: sessionmaker[Session], request: DownloadRequest) -> Path | None:
+    """A file under the destination that the index knows has this SHA256 and that is unchanged since it was hashed.
+
+    Running the same `modeldex download` again then costs no transfer (a changed or moved file is fetched again).
+    """
+    import os
+
+    from sqlalchemy import select
+
+    from modeldex.db.models import LocalFile
+    from modeldex.hub.download_job import STAGING_DIR
+
+    if not request.sha256:
+        return None
+    root = os.path.abspath(request.destination) + os.sep
+    with sessions() as session:
+        rows = session.execute(
+            select(LocalFile.path, LocalFile.size, LocalFile.mtime_ns).where(LocalFile.sha256 == request.sha256.lower())
+        ).all()
+    for path, size, mtime_ns in rows:
+        if not path.startswith(root) or f"{os.sep}{STAGING_DIR}{os.sep}" in path:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+            return Path(path)
+    return None
+
+
 def _enqueue(queue: JobQueue, requests: list[DownloadRequest]) -> list[int]:
     from modeldex.hub.download_job import KIND
 
     ids: list[int] = []
     for request in requests:
         job, _new = queue.enqueue(KIND, request.to_payload(), key=request.key)
-        if job.state == "running" and job.id not in ids:
+        if job.id not in ids and queue.is_held(job):
             err_console.print(
                 f"modeldex: {request.describe()}: already being downloaded (job {job.id}); waiting for it",
                 markup=False,

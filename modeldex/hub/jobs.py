@@ -323,6 +323,19 @@ class JobQueue:
         assert claimed is not None
         return Lease(claimed, attempt, lock)
 
+    def is_held(self, job: JobInfo) -> bool:
+        """Whether a live worker runs `job` now (a running job whose worker on this host died is not held)."""
+        if job.state != "running" or job.lease_until is None or job.lease_until <= _now():
+            return False
+        if not self._same_host(job):
+            return True
+        lock = self._try_lock(job.id)
+        if lock is False:
+            return True
+        if lock is not None:
+            self._unlock(lock, job.id)
+        return lock is None
+
     def _same_host(self, job: JobInfo) -> bool:
         worker = (job.result or {}).get("worker")
         return self.lock_dir is not None and isinstance(worker, dict) and worker.get("host") == self.host

@@ -147,7 +147,7 @@ def test_download_sorts_indexes_and_writes_sidecars(
     assert listed[0]["bytes_done"] == len(data) and "api_key" not in json.dumps(listed[0]).lower()
 
 
-def test_the_same_download_again_is_a_duplicate(
+def test_the_same_download_again_is_not_fetched_again(
     env: Path, fault_server: FaultServer, file_host: FaultServer, factory: ModelFactory
 ) -> None:
     data = factory.embedding("sd1", name="dup.safetensors").read_bytes()
@@ -155,10 +155,29 @@ def test_the_same_download_again_is_a_duplicate(
     assert run("download", "v:7001", "--into", env).exit_code == 0
     again = run("download", "https://civitai.com/models/6001?modelVersionId=7001", "--into", env, "--json")
     assert again.exit_code == 0, again.output
+    placed = env / "embeddings" / "dup.safetensors"
+    assert json.loads(again.stdout) == {"job": None, "state": "done", "action": "present", "path": str(placed)}
+    assert len(file_host.requests_to(SIGNED)) == 1
+    placed.write_bytes(data[:-1] + b"\x01")  # changed since it was indexed: fetched again, the copy is not a duplicate
+    changed = run("download", "v:7001", "--into", env, "--no-preview")
+    assert changed.exit_code == 0, changed.output
+    assert (env / "embeddings" / "dup-1.safetensors").read_bytes() == data
+
+
+def test_content_already_in_an_unindexed_library_is_not_placed_twice(
+    env: Path, fault_server: FaultServer, file_host: FaultServer, factory: ModelFactory
+) -> None:
+    data = factory.embedding("sd1", name="dup.safetensors").read_bytes()
+    serve_file(fault_server, file_host, data, "dup.safetensors")
+    (env / "embeddings").mkdir()
+    (env / "embeddings" / "mine.safetensors").write_bytes(data)
+    again = run("download", "v:7001", "--into", env, "--json")
+    assert again.exit_code == 0, again.output
     outcome = json.loads(again.stdout)
     assert outcome["state"] == "done" and outcome["action"] == "duplicate"
-    assert outcome["path"] == str(env / "embeddings" / "dup.safetensors")
-    assert [p for p in visible_files(env) if p.endswith(".safetensors")] == ["embeddings/dup.safetensors"]
+    assert outcome["path"] == str(env / "embeddings" / "mine.safetensors")
+    assert [p for p in visible_files(env) if p.endswith(".safetensors")] == ["embeddings/mine.safetensors"]
+    assert (env / "embeddings" / "mine.civitai.info").is_file()
     assert not (env / STAGING_DIR).exists()
 
 

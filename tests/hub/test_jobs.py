@@ -176,8 +176,11 @@ def test_a_killed_worker_on_this_host_is_taken_over_at_once(queue: JobQueue, db_
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
         assert queue.claim(["download"], lease_seconds=60) is None  # alive and holding its lock
+        running = queue.get(job.id)
+        assert running is not None and queue.is_held(running)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
+        assert not queue.is_held(running)
         lease = queue.claim(["download"], lease_seconds=60)  # its lease has an hour left; its lock is gone
         assert lease is not None and lease.job_id == job.id and lease.attempt == 2
     finally:
