@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -43,6 +44,31 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(130)
 
     return wrapper
+
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def utf8_text(text: str) -> str:
+    """A path or name as valid UTF-8: bytes that are not UTF-8 (surrogate escapes) become visible `\\x..` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def terminal_text(text: str) -> str:
+    """A path or name made safe for a line of human output.
+
+    Besides `utf8_text`, control characters are escaped (`\\n`, `\\x1b`): a newline in a file name must not split
+    a line of a table or a plan, and an escape sequence in one must not drive the terminal.
+    """
+    text = utf8_text(text)
+    if text.isprintable():
+        return text
+    return "".join(
+        _CONTROL_ESCAPES.get(ch, f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+        else ch
+        for ch in text
+    )
 
 
 def echo_json_line(obj: object) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from modeldex.cli.common import echo_json_line, user_errors
+from modeldex.cli.common import echo_json_line, terminal_text, user_errors, utf8_text
 from modeldex.identify.identify import identify_path, iter_targets
 from modeldex.identify.records import Identification
 from modeldex.identify.sorting.usage import identify_hint
@@ -20,16 +20,11 @@ from modeldex.identify.sorting.usage import identify_hint
 _PIPE_WIDTH = 200
 
 
-def _display(path: str) -> str:
-    # A name that is not valid UTF-8 keeps its raw bytes visible as \x.. escapes instead of breaking the output.
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _problem(ident: Identification) -> Text:
     if ident.unsafe:
         return Text("UNSAFE: " + ", ".join(ident.unsafe_globals), style="bold red")
     if ident.error:
-        return Text(ident.error, style="red")
+        return Text(terminal_text(ident.error), style="red")
     return Text("")
 
 
@@ -42,14 +37,14 @@ def _table(rows: list[Identification]) -> Table:
     table.add_column("use", overflow="fold")
     for ident in rows:
         table.add_row(
-            Text(ident.path),
+            Text(terminal_text(ident.path)),
             Text(ident.kind, style="dim" if ident.kind == "unknown" else ""),
             ident.base,
             ident.variant or "-",
             ident.algo or "-",
             ident.format,
             _problem(ident),
-            Text(identify_hint(ident) or ""),
+            Text(terminal_text(identify_hint(ident) or "")),
         )
     return table
 
@@ -74,7 +69,7 @@ def _targets(args: tuple[str, ...], recursive: bool) -> Iterator[tuple[Path, str
         given = Path(arg)
         for target in iter_targets([given], recursive):
             shown = arg if target == given else os.path.join(arg, os.path.relpath(target, given))
-            yield target, _display(shown)
+            yield target, utf8_text(shown)
 
 
 @click.command()

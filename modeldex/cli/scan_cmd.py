@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modeldex.cli.common import echo_json_line, err_console, open_database, user_errors
+from modeldex.cli.common import echo_json_line, err_console, open_database, terminal_text, user_errors
 from modeldex.config import load_settings
 from modeldex.db.scanning import ScanObserver, ScanSummary
 from modeldex.db.scanning import scan as scan_paths
@@ -136,11 +136,11 @@ def _print_summary(summary: ScanSummary, observer: _HumanObserver) -> None:
     if observer.errors:
         console.print(f"errors ({len(observer.errors)}):", style="bold")
         for path, error in observer.errors[:ERRORS_SHOWN]:
-            console.print(f"  {path}: {error}", markup=False, soft_wrap=True)
+            console.print(f"  {terminal_text(path)}: {terminal_text(error)}", markup=False, soft_wrap=True)
         if len(observer.errors) > ERRORS_SHOWN:
             console.print(f"  ... and {len(observer.errors) - ERRORS_SHOWN} more (see --json)")
     for path in summary.vanished:
-        console.print(f"removed from the index (gone): {path}", markup=False, soft_wrap=True)
+        console.print(f"removed from the index (gone): {terminal_text(path)}", markup=False, soft_wrap=True)
 
 
 def _size(nbytes: int) -> str:

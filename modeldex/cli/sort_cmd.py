@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modeldex.cli.common import echo_json_line, err_console, open_database, user_errors
+from modeldex.cli.common import echo_json_line, err_console, open_database, terminal_text, user_errors, utf8_text
 from modeldex.config import Settings, load_settings
 from modeldex.errors import SortError, UsageError
 
@@ -297,41 +297,36 @@ def _revisit(journal: SqlJournal, undo: str | None, resume: str | None, as_json:
 _WIDTH = 11
 
 
-def _printable(text: str) -> str:
-    # A name that is not valid UTF-8 shows its raw bytes as \x.. escapes instead of breaking the output.
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _show(path: Path | None, *bases: Path) -> str:
     if path is None:
         return "-"
     for base in bases:
         if base.is_dir() and (path == base or base in path.parents):
-            return _printable(str(path.relative_to(base)) or path.name)
-    return _printable(str(path))
+            return terminal_text(str(path.relative_to(base)) or path.name)
+    return terminal_text(str(path))
 
 
 def _action_json(action: SortAction) -> dict[str, object]:
     record = action.to_json()
     for key in ("source", "destination", "sidecar_of", "reason"):
         if record[key] is not None:
-            record[key] = _printable(record[key])
+            record[key] = utf8_text(record[key])
     return record
 
 
 def _describe_action(action: SortAction, plan: SortPlan) -> list[str]:
     src = _show(action.source, plan.source, plan.source.parent)
     if action.action == "skip":
-        return [f"{'skip':<{_WIDTH}}{src}: {_printable(action.reason)}"]
+        return [f"{'skip':<{_WIDTH}}{src}: {terminal_text(action.reason)}"]
     dst = _show(action.destination, plan.root)
     lines = [f"{action.action:<{_WIDTH}}{src} -> {dst}"]
     details = []
     if action.sidecar_of is None and action.kind is not None:
         details.append(f"{action.kind} ({action.base})")
     if action.action in ("duplicate", "dedupe", "quarantine"):
-        details.append(action.reason)
+        details.append(terminal_text(action.reason))
     if action.usage and action.action not in ("dedupe", "quarantine"):
-        details.append(f"use: {action.usage}")
+        details.append(f"use: {terminal_text(action.usage)}")
     if details:
         lines.append(" " * _WIDTH + " · ".join(details))
     return lines
@@ -363,7 +358,8 @@ def _print_result(plan: SortPlan, result: RunResult, as_json: bool) -> None:
         lines = _describe_action(action, plan)
         outcome = outcomes[seq]
         if outcome.state == "failed":
-            lines = [f"{'FAILED':<{_WIDTH}}{lines[0][_WIDTH:]}", " " * _WIDTH + f"error: {outcome.error}"]
+            error = terminal_text(outcome.error or "")
+            lines = [f"{'FAILED':<{_WIDTH}}{lines[0][_WIDTH:]}", " " * _WIDTH + f"error: {error}"]
         for line in lines:
             click.echo(line)
     _print_summary(result)
@@ -381,7 +377,7 @@ def _print_outcomes(journal: SqlJournal, result: RunResult, as_json: bool) -> No
         arrow = "<-" if outcome.state in ("undone", "refused") else "->"
         click.echo(f"{outcome.state:<{_WIDTH}}{src} {arrow} {dst}")
         if outcome.error:
-            click.echo(" " * _WIDTH + outcome.error)
+            click.echo(" " * _WIDTH + terminal_text(outcome.error))
     if not as_json:
         _print_summary(result)
 
@@ -391,8 +387,8 @@ def _outcome_json(outcome: OpOutcome, run_id: int) -> dict[str, object]:
         "run": run_id,
         "seq": outcome.seq,
         "action": outcome.action,
-        "source": str(outcome.source),
-        "destination": str(outcome.destination) if outcome.destination is not None else None,
+        "source": utf8_text(str(outcome.source)),
+        "destination": utf8_text(str(outcome.destination)) if outcome.destination is not None else None,
         "state": outcome.state,
         "error": outcome.error,
     }
@@ -423,4 +419,5 @@ def _history(journal: SqlJournal, as_json: bool) -> None:
     for s in summaries:
         started = s.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         counts = _count_line(Counter(s.counts))
-        click.echo(f"{s.id:>5}  {started:<19}  {s.state:<13}  {s.mode:<8}  {s.source} -> {s.root}  [{counts}]")
+        where = terminal_text(f"{s.source} -> {s.root}")
+        click.echo(f"{s.id:>5}  {started:<19}  {s.state:<13}  {s.mode:<8}  {where}  [{counts}]")

@@ -6,6 +6,7 @@ A file is partial when its name says so (`.part`, `.incomplete`, `.crdownload`, 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +25,9 @@ def partial_reason(path: Path) -> str | None:
             return f"partial download ({suffix} file)"
     if lower.endswith(ARIA2_SUFFIX):
         return "aria2 control file of a download in progress"
-    if path.with_name(path.name + ARIA2_SUFFIX).exists():
+    # os.path.exists, not Path.exists: a name at the length limit has no room for the suffix (ENAMETOOLONG), and
+    # then no control file can be beside it.
+    if os.path.exists(path.with_name(path.name + ARIA2_SUFFIX)):
         return "download in progress (an .aria2 control file is beside it)"
     return None
 

@@ -20,7 +20,7 @@ from modeldex.identify.layouts import destination_folder, kind_folder
 from modeldex.identify.records import Identification
 from modeldex.identify.sorting.partial import growing_files, partial_reason
 from modeldex.identify.sorting.plan import Action, SortAction, SortOptions, SortPlan
-from modeldex.identify.sorting.sidecars import attach_sidecars, looks_like_sidecar, model_stem
+from modeldex.identify.sorting.sidecars import SIDECAR_SUFFIXES, attach_sidecars, looks_like_sidecar, model_stem
 from modeldex.identify.sorting.usage import usage_hint
 
 Identifier = Callable[[Path], Identification]
@@ -72,7 +72,17 @@ def _within(path: Path, folder: Path) -> bool:
 def _walk(source: Path, excluded: list[Path]) -> _Walk:
     found = _Walk()
     if not source.is_dir():
-        (found.links if source.is_symlink() else found.files).append(source)
+        if source.is_symlink():
+            found.links.append(source)
+            return found
+        found.files.append(source)
+        # A single file travels with its sidecars as it would in a folder sort; os.path.isfile, not Path.is_file:
+        # a name at the length limit has no room for a suffix (ENAMETOOLONG).
+        stem = model_stem(source)
+        for suffix in SIDECAR_SUFFIXES:
+            beside = source.with_name(stem + suffix)
+            if beside != source and os.path.isfile(beside) and not os.path.islink(beside):
+                found.files.append(beside)
         return found
 
     def unreadable(exc: OSError) -> None:
@@ -364,6 +374,8 @@ def plan_sort(
     owned = attach_sidecars(candidates, loose)
     claimed = {s for group in owned.values() for s in group}
     lone = "no model file with this name beside it: left in place"
+    if not source.is_dir():
+        lone = "a sidecar file: left in place (sort its model file and the sidecar travels with it)"
     entries += [(p, "skip", lone) for p in loose if p not in claimed]
     growing = growing_files(candidates, settle, sleep=sleep)
     for path in candidates:

@@ -1,0 +1,56 @@
+"""QA: `modeldex sort` driven as a demanding user would, over real factory files and hostile names."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+from factory import ModelFactory
+
+from modeldex.cli.main import cli
+
+NAME_MAX = 255
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, ["sort", *map(str, args)])
+
+
+def test_a_name_too_long_for_an_aria2_neighbour_is_sorted_not_a_traceback(tmp_path: Path) -> None:
+    downloads, root = tmp_path / "dl", tmp_path / "webui"
+    root.mkdir()
+    longest = "L" * (NAME_MAX - len(".safetensors")) + ".safetensors"
+    ModelFactory(downloads).lora("sd1", name=longest)
+    result = run(downloads, "--into", root, "--settle", "0", "--json")
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.output.splitlines()]
+    assert record["action"] == "move"
+    assert os.path.exists(root / "models" / "Lora" / longest)
+
+
+def test_sorting_one_file_takes_its_sidecars_along(tmp_path: Path) -> None:
+    downloads, root = tmp_path / "dl", tmp_path / "webui"
+    root.mkdir()
+    model = ModelFactory(downloads).lora("sd1", name="solo.safetensors")
+    (downloads / "solo.preview.png").write_bytes(b"preview")
+    (downloads / "solo.civitai.info").write_text("{}")
+    (downloads / "other.preview.png").write_bytes(b"not solo's")
+    result = run(model, "--into", root, "--settle", "0")
+    assert result.exit_code == 0, result.output
+    lora = root / "models" / "Lora"
+    assert sorted(p.name for p in lora.iterdir()) == ["solo.civitai.info", "solo.preview.png", "solo.safetensors"]
+    assert sorted(p.name for p in downloads.iterdir()) == ["other.preview.png"]
+
+
+def test_sorting_a_sidecar_alone_says_what_it_is(tmp_path: Path) -> None:
+    downloads, root = tmp_path / "dl", tmp_path / "webui"
+    root.mkdir()
+    ModelFactory(downloads).lora("sd1", name="solo.safetensors")
+    (downloads / "solo.preview.png").write_bytes(b"preview")
+    result = run(downloads / "solo.preview.png", "--into", root, "--settle", "0", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "no model file with this name beside it" not in result.output
+    assert "sort its model file" in result.output
