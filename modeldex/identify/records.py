@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,13 +30,14 @@ class TensorInfo:
 class Header:
     """Everything a reader learned about one file without loading its tensors.
 
-    `tensors` is flat: keys joined with "." after unwrapping containers such as Lightning's `state_dict`.
+    `tensors` is flat: keys joined with "." after unwrapping containers such as Lightning's `state_dict`. It is
+    read-only: a plain dict, or for safetensors a mapping that builds each `TensorInfo` when it is looked up.
     `extra` holds non-tensor values that classification needs (A1111 embedding / hypernetwork fields, a bare
     tensor saved on its own under the key "" , GGUF key/values).
     """
 
     format: Format
-    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+    tensors: Mapping[str, TensorInfo] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     unsafe_globals: list[str] = field(default_factory=list)
@@ -46,12 +48,36 @@ class Header:
 
 
 KINDS = (
-    "checkpoint", "diffusion_model", "vae", "text_encoder", "clip_vision", "lora", "embedding", "hypernetwork",
-    "controlnet", "ip_adapter", "upscaler", "motion_module", "aesthetic_gradient", "unknown",
+    "checkpoint",
+    "diffusion_model",
+    "vae",
+    "text_encoder",
+    "clip_vision",
+    "lora",
+    "embedding",
+    "hypernetwork",
+    "controlnet",
+    "ip_adapter",
+    "upscaler",
+    "motion_module",
+    "aesthetic_gradient",
+    "unknown",
 )
 BASES = (
-    "sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "sd35_medium", "sd35_large", "flux1", "flux2", "pixart", "cascade",
-    "svd", "any", "unknown",
+    "sd1",
+    "sd2",
+    "sdxl",
+    "sdxl_refiner",
+    "sd3",
+    "sd35_medium",
+    "sd35_large",
+    "flux1",
+    "flux2",
+    "pixart",
+    "cascade",
+    "svd",
+    "any",
+    "unknown",
 )
 ALGOS = ("lora", "locon", "loha", "lokr", "ia3", "oft", "boft", "glora", "full", "norm", "dora")
 

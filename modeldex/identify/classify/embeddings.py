@@ -16,7 +16,7 @@ _MAX_EMBEDDING_TENSORS = 4
 
 def detect_aesthetic_gradient(p: Probe) -> Classification | None:
     """A bare tensor saved on its own: the mean CLIP image embedding of an aesthetic gradient."""
-    if list(p.tensors) != [""]:
+    if len(p.tensors) != 1 or "" not in p.tensors:
         return None
     shape = p.shape("") or ()
     width = shape[-1] if shape else None

@@ -14,7 +14,7 @@ def detect_motion_module(p: Probe) -> Classification | None:
     """A motion module file: temporal transformers under `*_blocks.N.motion_modules.M`."""
     prefix = next((pre for pre in ("", "module.", "model.") if p.has(pre + _PE)), None)
     if prefix is None:
-        if not any(".motion_modules." in k and ".temporal_transformer.proj_in." in k for k in p.tensors):
+        if p.first_containing(".motion_modules.", ".temporal_transformer.proj_in.") is None:
             return None
         return Classification(
             kind="motion_module", base="unknown", evidence=["*.motion_modules.*.temporal_transformer.* (AnimateDiff)"]

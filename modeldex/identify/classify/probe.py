@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 
+from modeldex.identify.readers.safetensors_reader import LazyTensors
 from modeldex.identify.records import Header, TensorInfo
 
 
@@ -16,13 +18,14 @@ def fmt_shape(shape: Iterable[int]) -> str:
 class Probe:
     """Key and shape look-ups over one header (or one component of a diffusers folder).
 
-    Keys are kept in a sorted list so that prefix questions cost a binary search, not a scan:
-    a full checkpoint has over a thousand keys and a classification asks dozens of questions.
+    A file has up to thousands of keys and a library thousands of files, so no question costs a Python-level pass
+    over the keys: prefix questions bisect a sorted list, substring questions search all keys joined into one
+    string (both built on first use), and shapes come from the header without building `TensorInfo`s.
     """
 
     def __init__(
         self,
-        tensors: dict[str, TensorInfo],
+        tensors: Mapping[str, TensorInfo],
         metadata: dict[str, str] | None = None,
         values: dict[str, object] | None = None,
         fmt: str = "other",
@@ -31,7 +34,9 @@ class Probe:
         self.metadata = metadata or {}
         self.values = values or {}
         self.format = fmt
-        self.sorted_keys = sorted(tensors)
+        self._sorted: list[str] | None = None
+        self._joined: str | None = None
+        self._lazy = tensors if isinstance(tensors, LazyTensors) else None
 
     @classmethod
     def from_header(cls, header: Header) -> Probe:
@@ -42,12 +47,38 @@ class Probe:
     def __len__(self) -> int:
         return len(self.tensors)
 
+    @property
+    def sorted_keys(self) -> list[str]:
+        """Every key, sorted."""
+        if self._sorted is None:
+            self._sorted = sorted(self.tensors)
+        return self._sorted
+
+    @property
+    def joined(self) -> str:
+        """Every key, in header order, joined by newlines (for substring and multi-line regex searches)."""
+        if self._joined is None:
+            self._joined = "\n".join(self.tensors)
+        return self._joined
+
+    def keys_are_lines(self) -> bool:
+        """True when no key holds a newline, so that the lines of `joined` are exactly the keys."""
+        return self.joined.count("\n") == max(len(self.tensors) - 1, 0)
+
     def has(self, key: str) -> bool:
         return key in self.tensors
 
     def shape(self, key: str) -> tuple[int, ...] | None:
+        if self._lazy is not None:
+            return self._lazy.shape(key)
         info = self.tensors.get(key)
         return info.shape if info is not None else None
+
+    def shapes(self, keys: Iterable[str]) -> Iterator[tuple[int, ...]]:
+        """The shapes of `keys`, which must all exist, in order."""
+        if self._lazy is not None:
+            return self._lazy.shapes(keys)
+        return (self.tensors[k].shape for k in keys)
 
     def dim(self, key: str, index: int) -> int | None:
         """One dimension of a tensor's shape, or None when the key or the dimension is missing."""
@@ -63,14 +94,25 @@ class Probe:
 
     def with_prefix(self, prefix: str) -> Iterator[str]:
         """Keys starting with `prefix`, in sorted order."""
-        start = bisect.bisect_left(self.sorted_keys, prefix)
-        for key in self.sorted_keys[start:]:
+        keys = self.sorted_keys
+        start = bisect.bisect_left(keys, prefix)
+        for key in keys[start:]:
             if not key.startswith(prefix):
                 return
             yield key
 
     def has_prefix(self, prefix: str) -> bool:
         return next(self.with_prefix(prefix), None) is not None
+
+    def contains(self, text: str) -> bool:
+        """Whether any key contains `text` (which holds no newline)."""
+        return text in self.joined
+
+    def first_containing(self, *texts: str) -> str | None:
+        """The first key, in header order, that contains every one of `texts` (which hold no newline)."""
+        if not all(t in self.joined for t in texts):
+            return None
+        return next((k for k in self.tensors if all(t in k for t in texts)), None)
 
     def first_present(self, keys: Iterable[str]) -> str | None:
         """The first of `keys` that exists."""
@@ -83,3 +125,13 @@ class Probe:
             if f"{prefix}{i}{suffix}" in self.tensors:
                 found = i
         return found
+
+
+def first_line(lines: str, pattern: re.Pattern[str]) -> str | None:
+    """The first line of `lines` where `pattern` (compiled with re.MULTILINE, never matching a newline) matches."""
+    match = pattern.search(lines)
+    if match is None:
+        return None
+    start = lines.rfind("\n", 0, match.start()) + 1
+    end = lines.find("\n", match.start())
+    return lines[start : end if end >= 0 else len(lines)]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldex.errors import ReadError
-from modeldex.identify.records import Header
+from modeldex.identify.records import Header, TensorInfo
 
 MAX_JSON_BYTES = 16 << 20
 _CONFIG_NAMES = ("config.json", "scheduler_config.json", "preprocessor_config.json", "tokenizer_config.json")
@@ -105,6 +105,7 @@ def read_diffusers_folder(folder: Path, read_file: Callable[[Path], Header]) -> 
 
     header = Header(format="diffusers", extra={"model_index": model_index, "configs": {}, "files": {}})
     unsafe: set[str] = set()
+    tensors: dict[str, TensorInfo] = {}
     component_metadata: dict[str, dict[str, str]] = {}
     for name in components:
         sub = folder / name if name else folder
@@ -122,7 +123,8 @@ def read_diffusers_folder(folder: Path, read_file: Callable[[Path], Header]) -> 
             if part.metadata:
                 component_metadata.setdefault(name, {}).update(part.metadata)
             for key, tensor in part.tensors.items():
-                header.tensors[f"{name}/{key}" if name else key] = tensor
+                tensors[f"{name}/{key}" if name else key] = tensor
+    header.tensors = tensors
     header.unsafe_globals = sorted(unsafe)
     if components == [""]:
         header.metadata = component_metadata.get("", {})
