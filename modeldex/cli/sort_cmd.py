@@ -141,6 +141,10 @@ def sort(
     with _sort_lock(settings):
         _refuse_if_interrupted(journal)
         plan = _make_plan(plan_args, sessions)
+        if not any(action.changes_files for action in plan.actions):
+            # Nothing to change: no run is journalled, so `--undo` keeps meaning the last run that moved something.
+            _print_nothing_to_do(plan, as_json)
+            return
         from modeldex.identify.sorting.apply import apply_plan
 
         result = apply_plan(plan, journal)
@@ -271,10 +275,14 @@ def _run_id(journal: SqlJournal, given: str, flag: str) -> int:
         if not found:
             raise SortError("no interrupted sort run to resume (see `modeldex sort --history`)")
         return found[0][0]
-    latest = journal.latest_id()
-    if latest is None:
+    # The newest run not yet undone: `--undo` twice reverts the last two runs, as an editor's undo would.
+    summaries = journal.summaries()
+    if not summaries:
         raise SortError("there is no sort run to undo")
-    return latest
+    for summary in summaries:
+        if summary.state != "undone":
+            return summary.id
+    raise SortError("every sort run is already undone (see `modeldex sort --history`)")
 
 
 def _revisit(journal: SqlJournal, undo: str | None, resume: str | None, as_json: bool) -> None:
@@ -345,6 +353,17 @@ def _print_plan(plan: SortPlan, as_json: bool) -> None:
         for line in _describe_action(action, plan):
             click.echo(line)
     click.echo(f"plan: {_count_line(plan.counts())} (dry run: nothing was changed)")
+
+
+def _print_nothing_to_do(plan: SortPlan, as_json: bool) -> None:
+    if as_json:
+        for action in plan.actions:
+            echo_json_line(dict(_action_json(action), run=None, state="skipped", error=None))
+        return
+    for action in plan.actions:
+        for line in _describe_action(action, plan):
+            click.echo(line)
+    click.echo(f"nothing to change: {_count_line(plan.counts())} (no sort run was recorded)")
 
 
 def _print_result(plan: SortPlan, result: RunResult, as_json: bool) -> None:

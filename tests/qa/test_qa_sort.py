@@ -54,3 +54,51 @@ def test_sorting_a_sidecar_alone_says_what_it_is(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "no model file with this name beside it" not in result.output
     assert "sort its model file" in result.output
+
+
+def _env(tmp_path: Path) -> tuple[Path, Path]:
+    downloads, root = tmp_path / "dl", tmp_path / "webui"
+    root.mkdir()
+    factory = ModelFactory(downloads)
+    factory.lora("sd1", name="first.safetensors", metadata={"n": "1"})
+    factory.lora("sdxl", name="second.safetensors", metadata={"n": "2"})
+    (downloads / "notes.txt").write_text("not a model")
+    return downloads, root
+
+
+def test_sorting_twice_records_no_empty_run_and_undo_reverts_the_real_one(tmp_path: Path) -> None:
+    downloads, root = _env(tmp_path)
+    assert run(downloads, "--into", root, "--settle", "0").exit_code == 0
+    again = run(downloads, "--into", root, "--settle", "0")
+    assert again.exit_code == 0, again.output
+    assert "nothing to change: skip 1 (no sort run was recorded)" in again.output
+    assert "--undo" not in again.output
+    history = run("--history", "--json").output.splitlines()
+    assert len(history) == 1
+    undone = run("--undo")
+    assert undone.exit_code == 0, undone.output
+    assert sorted(p.name for p in downloads.iterdir()) == ["first.safetensors", "notes.txt", "second.safetensors"]
+
+
+def test_nothing_to_change_json_is_valid_and_says_no_run(tmp_path: Path) -> None:
+    downloads, root = _env(tmp_path)
+    (downloads / "first.safetensors").unlink()
+    (downloads / "second.safetensors").unlink()
+    result = run(downloads, "--into", root, "--settle", "0", "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.output.splitlines()]
+    assert record["action"] == "skip" and record["run"] is None and record["state"] == "skipped"
+
+
+def test_undo_twice_walks_back_through_runs(tmp_path: Path) -> None:
+    downloads, root = _env(tmp_path)
+    first, second = downloads / "first.safetensors", downloads / "second.safetensors"
+    assert run(first, "--into", root, "--settle", "0").exit_code == 0
+    assert run(second, "--into", root, "--settle", "0").exit_code == 0
+    assert not first.exists() and not second.exists()
+    assert run("--undo").exit_code == 0
+    assert second.exists() and not first.exists()
+    assert run("--undo").exit_code == 0
+    assert first.exists()
+    last = run("--undo")
+    assert last.exit_code == 1 and "every sort run is already undone" in last.output
