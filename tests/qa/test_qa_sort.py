@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from factory import ModelFactory
 
@@ -102,3 +104,43 @@ def test_undo_twice_walks_back_through_runs(tmp_path: Path) -> None:
     assert first.exists()
     last = run("--undo")
     assert last.exit_code == 1 and "every sort run is already undone" in last.output
+
+
+def test_a_file_where_the_kind_folder_should_be_is_named_and_nothing_is_lost(tmp_path: Path) -> None:
+    downloads, root = _env(tmp_path)
+    (root / "models").mkdir()
+    (root / "models" / "Lora").write_text("someone's file")
+    result = run(downloads, "--into", root, "--settle", "0")
+    assert result.exit_code == 1
+    assert f"{root / 'models' / 'Lora'} is a file, not a folder" in result.output
+    assert "File exists" not in result.output
+    assert (root / "models" / "Lora").read_text() == "someone's file"
+    assert sorted(p.name for p in downloads.iterdir()) == ["first.safetensors", "notes.txt", "second.safetensors"]
+
+
+def test_a_library_that_is_a_file_is_called_that(tmp_path: Path) -> None:
+    downloads, _ = _env(tmp_path)
+    result = run(downloads, "--into", downloads / "notes.txt", "--settle", "0")
+    assert result.exit_code == 1
+    assert "is not a folder" in result.output and "does not exist" not in result.output
+
+
+def test_a_read_only_library_fails_per_file_and_keeps_every_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # root ignores permission bits, so the read-only filesystem is simulated: every new name in the library fails.
+    downloads, root = _env(tmp_path)
+    real_link, real_rename, real_mkdir = os.link, os.rename, os.mkdir
+
+    def refuse(target: object) -> None:
+        if str(os.fsdecode(target)).startswith(str(root)):  # type: ignore[arg-type]
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(target))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", lambda s, d, **kw: (refuse(d), real_link(s, d, **kw)))
+    monkeypatch.setattr(os, "rename", lambda s, d: (refuse(d), real_rename(s, d)))
+    monkeypatch.setattr(os, "mkdir", lambda p, *a, **kw: (refuse(p), real_mkdir(p, *a, **kw)))
+    result = run(downloads, "--into", root, "--settle", "0")
+    assert result.exit_code == 1
+    assert result.output.count("Read-only file system") == 2
+    assert "sort run 1: failed 2, skip 1 (failed;" in result.output
+    assert sorted(p.name for p in downloads.iterdir()) == ["first.safetensors", "notes.txt", "second.safetensors"]

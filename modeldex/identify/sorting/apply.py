@@ -98,7 +98,7 @@ def _redo(op: JournalledOp, run_id: int, checkpoint: Checkpoint) -> None:
             return
         _need_free_destination(dst_exists, dst)
         _need_source(src_exists, src)
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(dst.parent)
         os.symlink(src, dst)
         return
     if operation == "hardlink":
@@ -106,7 +106,7 @@ def _redo(op: JournalledOp, run_id: int, checkpoint: Checkpoint) -> None:
             return
         _need_free_destination(dst_exists, dst)
         _need_source(src_exists, src)
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(dst.parent)
         try:
             os.link(src, dst, follow_symlinks=False)
         except OSError as exc:
@@ -120,7 +120,7 @@ def _redo(op: JournalledOp, run_id: int, checkpoint: Checkpoint) -> None:
                 return
             _need_free_destination(True, dst)
         _need_source(src_exists, src)
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(dst.parent)
         copy_verified(src, dst, tmp, op.sha256, checkpoint)
         return
     _redo_move(src, dst, tmp, op.sha256, src_exists, dst_exists, checkpoint)
@@ -146,8 +146,17 @@ def _redo_move(
             return
         raise SortError(f"{src} is gone and {dst} holds other content; nothing was changed")
     _need_source(src_exists, src)
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(dst.parent)
     move_anywhere(src, dst, tmp, sha256, checkpoint)
+
+
+def _make_folder(folder: Path) -> None:
+    """Create `folder` and its parents; a file standing where a folder must be is named in a SortError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in (folder, *folder.parents) if os.path.lexists(p) and not p.is_dir()), folder)
+        raise SortError(f"{blocker} is a file, not a folder; nothing was moved there") from exc
 
 
 def _need_free_destination(dst_exists: bool, dst: Path) -> None:
@@ -215,7 +224,7 @@ def _undo_move(op: JournalledOp, src: Path, dst: Path, tmp: Path, src_exists: bo
         raise _Refused(f"{src} exists again with other content; {dst} left where it is")
     if not _content_is(dst, op.sha256):
         raise _Refused(f"{dst} changed since the sort (SHA256 differs); left where it is")
-    src.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(src.parent)
     move_anywhere(dst, src, tmp, op.sha256, checkpoint)
 
 

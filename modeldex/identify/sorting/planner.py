@@ -341,7 +341,8 @@ def plan_sort(
     if not os.path.lexists(source):
         raise SortError(f"{source} does not exist")
     if not root.is_dir():
-        raise SortError(f"the library folder {root} does not exist (it must be the WebUI or ComfyUI folder)")
+        what = "is not a folder" if os.path.lexists(root) else "does not exist"
+        raise SortError(f"the library folder {root} {what} (it must be the WebUI or ComfyUI folder)")
     for folder in (source, root, options.quarantine, options.trash):
         if folder is not None and not _utf8(folder):
             raise SortError(f"{folder!s:.200} has a name that is not valid UTF-8; the sort journal cannot record it")
