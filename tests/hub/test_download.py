@@ -7,6 +7,7 @@ import random
 import shutil
 from collections import namedtuple
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -368,3 +369,34 @@ def test_a_file_already_verified_is_not_fetched_again(fault_server: FaultServer,
     got = fetch(fault_server, folder, data)
     assert got.path == folder / "m.safetensors" and got.fetched == 0
     assert fault_server.requests_to(PATH) == []
+
+
+def test_a_write_error_stops_the_download_and_the_part_resumes(
+    fault_server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from modeldex.hub import download
+
+    data = model_bytes(1_000_000)
+    fault_server.script(PATH, file_handler(data, filename="m.safetensors"))
+    real_sink = download._Sink
+
+    class FullDisk:
+        def __init__(self, out: Any) -> None:
+            self.out, self.room = out, 300_000
+
+        def write(self, chunk: bytes) -> int:
+            if len(chunk) > self.room:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.room -= len(chunk)
+            return int(self.out.write(chunk))
+
+    monkeypatch.setattr(download, "_Sink", lambda out, part: real_sink(FullDisk(out), part))
+    with pytest.raises(OSError, match="No space left"):
+        fetch(fault_server, tmp_path / "dl", data)
+    kept = (tmp_path / "dl" / "m.safetensors.part").stat().st_size
+    assert 0 < kept <= 300_000 and (tmp_path / "dl" / "m.safetensors.part").read_bytes() == data[:kept]
+    monkeypatch.setattr(download, "_Sink", real_sink)
+    got = fetch(fault_server, tmp_path / "dl", data)
+    assert got.path.read_bytes() == data and got.resumed_from == kept
