@@ -333,3 +333,41 @@ def test_jobs_command_lists_cancels_retries_and_runs(
     assert run("jobs", "--clear").stdout == "1 finished jobs removed\n"
     assert run("jobs", "--retry", "5").exit_code == 2
     assert run("jobs", "--run", "--clear").exit_code == 2
+
+
+def test_download_from_modeldex_serve_as_the_civitai_mirror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factory: ModelFactory
+) -> None:
+    """Another modeldex's index, served read-only, is the CivitAI of this one: the version, the redirect-free
+    download with its Content-Disposition, the SHA256 check and the sort all go through `modeldex serve`."""
+    from modeldex.db.migrate import ensure_schema
+    from modeldex.hub.serve import create_app
+    from modeldex.hub.serve.readonly import read_only_session_factory
+    from modeldex.hub.serve.server import serve_in_thread
+    from modeldex.hub.store import upsert_version
+
+    lora = factory.lora("sdxl", name="mirrored_style.safetensors")
+    data = lora.read_bytes()
+    version = version_json(data, "mirrored_style.safetensors", "http://127.0.0.1:9", images=[])
+    version["baseModel"], version["model"] = "SDXL 1.0", {"name": "Mirrored", "type": "LORA"}
+    mirror_engine = make_engine(f"sqlite:///{tmp_path / 'mirror.db'}")
+    ensure_schema(mirror_engine)
+    with session_factory(mirror_engine)() as session:
+        upsert_version(session, version)
+        st = lora.stat()
+        session.add(LocalFile(path=str(lora), size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+                              version_file_id=FILE_ID))  # fmt: skip
+        session.commit()
+    library = tmp_path / "comfy"
+    library.mkdir()
+    monkeypatch.setenv("MODELDEX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELDEX_SORT__LAYOUT", "comfyui")
+    with serve_in_thread(create_app(read_only_session_factory(mirror_engine))) as base:
+        monkeypatch.setenv("MODELDEX_CIVITAI_URL", base)
+        result = run("download", f"{base}/api/download/models/{VERSION_ID}", "--into", library, "--json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    placed = library / "models" / "loras" / "mirrored_style.safetensors"
+    assert outcome["path"] == str(placed) and outcome["kind"] == "lora" and outcome["base"] == "sdxl"
+    assert hashlib.sha256(placed.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert outcome["verified"] is True and outcome["usage"] == "Load LoRA, lora_name: mirrored_style.safetensors"
