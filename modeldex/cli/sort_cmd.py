@@ -138,6 +138,7 @@ def sort(
         plan = _make_plan(plan_args, sessions)
         _print_plan(plan, as_json)
         return
+    _refuse_memory_journal(settings)
     with _sort_lock(settings):
         _refuse_if_interrupted(journal)
         plan = _make_plan(plan_args, sessions)
@@ -237,6 +238,20 @@ def _sort_lock(settings: Settings) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _refuse_memory_journal(settings: Settings) -> None:
+    """A journal in an in-memory database vanishes on exit, and with it every way to undo or resume the run."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_db_url)
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in database or url.query.get("mode") == "memory"
+    if url.get_backend_name() == "sqlite" and in_memory:
+        raise SortError(
+            f"the index database {settings.resolved_db_url} is in memory: the sort journal would "
+            "vanish on exit and the run could not be undone; set db_url to a file (or use --dry-run)"
+        )
 
 
 def _interrupted(journal: SqlJournal) -> list[tuple[int, str]]:

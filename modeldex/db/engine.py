@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from modeldex.errors import DatabaseError
@@ -23,12 +23,27 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseError(f"not a database URL: {url!r}") from exc
+    where = parsed.render_as_string(hide_password=True)
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = (
+                    "a file is in the way" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
+                )
+                raise DatabaseError(f"cannot create the folder {folder} for the database {where}: {reason}") from exc
         connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-    engine = create_engine(parsed, connect_args=connect_args)
+    try:
+        engine = create_engine(parsed, connect_args=connect_args)
+    except NoSuchModuleError as exc:
+        raise DatabaseError(f"{where}: SQLAlchemy knows no database called {parsed.drivername!r}") from exc
+    except ImportError as exc:
+        # The dialect exists but its driver package (psycopg, mysqlclient...) is not installed.
+        missing = exc.name or str(exc)
+        raise DatabaseError(f"{where}: the database driver {missing!r} is not installed (pip install it)") from exc
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
