@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest revision in migrations/versions. Kept here so that the at-head check needs no Alembic import
 (about 0.1 s on every command start); a test fails when a new revision is added without updating it."""
 

@@ -174,6 +174,9 @@ class Image(Base):
     """The blurhash CivitAI sends."""
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The generation parameters as CivitAI sent them (null for many images)."""
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The API object as received, unknown fields included, merged over the answers seen (embedded in a version and
+    `/images` items carry different fields); `meta` lives in its own column. Null for rows stored before 0003."""
     cached_path: Mapped[str | None] = mapped_column(Text)
 
     version: Mapped[ModelVersion | None] = relationship(back_populates="images")

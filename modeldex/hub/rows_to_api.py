@@ -10,7 +10,7 @@ keeping the query (`type`, `format`, `size`, `fp`) that picks the file; without 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -161,40 +161,20 @@ def hashes_to_api(hashes: Iterable[FileHash], order: object = None) -> dict[str,
 
 
 def image_to_api(image: Image) -> dict[str, Any]:
-    """An image as embedded in a version: numeric `nsfwLevel`, `meta` whole (null when the image has none)."""
-    out: dict[str, Any] = {
-        "id": image.id,
-        "url": image.url,
-        "nsfwLevel": image.nsfw_level,
-        "width": image.width,
-        "height": image.height,
-        "hash": image.hash,
-        "type": image.type or "image",
-        "hasMeta": image.meta is not None,
-        "hasPositivePrompt": bool((image.meta or {}).get("prompt")),
-        "meta": image.meta,
-    }
-    return out
+    """An image as embedded in a version: numeric `nsfwLevel`, `meta` whole (null when the image has none).
+
+    Fields kept in `raw` come back (an image also seen in `/images` keeps its `postId`, `stats`...); the keys the
+    columns decide are taken from the columns.
+    """
+    return _image_out(image, _EMBEDDED_IMAGE_KEYS, nsfw_level=image.nsfw_level)
 
 
 def images_item_to_api(image: Image, *, with_meta: bool) -> dict[str, Any]:
     """An item of `/images`: legacy string `nsfwLevel`, numeric `browsingLevel`, `meta` only `with_meta`."""
-    version = image.version
-    out: dict[str, Any] = {
-        "id": image.id,
-        "url": image.url,
-        "hash": image.hash,
-        "width": image.width,
-        "height": image.height,
-        "type": image.type or "image",
-        "nsfw": is_nsfw(image.nsfw_level),
-        "nsfwLevel": legacy_name(image.nsfw_level),
-        "browsingLevel": image.nsfw_level,
-        "baseModel": version.base_model if version is not None else None,
-        "modelVersionIds": referenced_versions(image),
-    }
-    if with_meta:
-        out["meta"] = image.meta
+    keys = (*_IMAGES_ITEM_KEYS, "meta") if with_meta else _IMAGES_ITEM_KEYS
+    out = _image_out(image, keys, nsfw_level=legacy_name(image.nsfw_level))
+    if not with_meta:
+        out.pop("meta", None)
     return out
 
 
@@ -288,6 +268,78 @@ def _ordered(rows: Iterable[Row], order: Sequence[int], *, newest_first: bool = 
     listed = sorted((r for r in rows if r.id in position), key=lambda r: position[r.id])
     rest = sorted((r for r in rows if r.id not in position), key=lambda r: r.id, reverse=newest_first)
     return listed + rest
+
+
+# The keys each image shape always has, in CivitAI's order; raw may add others.
+_EMBEDDED_IMAGE_KEYS = (
+    "id",
+    "url",
+    "nsfwLevel",
+    "width",
+    "height",
+    "hash",
+    "type",
+    "hasMeta",
+    "hasPositivePrompt",
+    "meta",
+)
+_IMAGES_ITEM_KEYS = (
+    "id",
+    "url",
+    "hash",
+    "width",
+    "height",
+    "type",
+    "nsfw",
+    "nsfwLevel",
+    "browsingLevel",
+    "baseModel",
+    "modelVersionIds",
+)
+
+
+def _image_out(image: Image, keys: Sequence[str], *, nsfw_level: object) -> dict[str, Any]:
+    """`raw`, then every key the columns decide: set when the shape has it, replaced when raw has it.
+
+    Raw merges both shapes (a number or a legacy string in `nsfwLevel`, `browsingLevel` next to it), so a key that
+    comes from the columns is never taken from raw: it could be the other shape's or stale.
+    """
+    raw = image.raw or {}
+    out = dict(raw)
+    derived: dict[str, Callable[[], object]] = {
+        "id": lambda: image.id,
+        "url": lambda: image.url,
+        "nsfwLevel": lambda: nsfw_level,
+        "width": lambda: image.width,
+        "height": lambda: image.height,
+        "hash": lambda: image.hash,
+        "type": lambda: image.type or "image",
+        "nsfw": lambda: is_nsfw(image.nsfw_level),
+        "browsingLevel": lambda: image.nsfw_level,
+        "hasMeta": lambda: image.meta is not None,
+        "hasPositivePrompt": lambda: bool((image.meta or {}).get("prompt")),
+        "meta": lambda: image.meta,
+        "baseModel": lambda: _image_base_model(image, raw.get("baseModel")),
+        # CivitAI's own list may name versions that neither the row nor its meta reaches.
+        "modelVersionIds": lambda: _merged_ids(referenced_versions(image), _id_list(raw.get("modelVersionIds"))),
+    }
+    for key in keys:
+        out[key] = derived[key]()
+    for key, value in derived.items():
+        if key in out and key not in keys:
+            out[key] = value()
+    return out
+
+
+def _image_base_model(image: Image, from_raw: object) -> object:
+    version = image.version
+    if version is not None and version.base_model is not None:
+        return version.base_model
+    return from_raw
+
+
+def _merged_ids(first: list[int], then: list[int]) -> list[int]:
+    return first + [i for i in dict.fromkeys(then) if i not in first]
 
 
 def _shown(image: Image, levels: int | None) -> bool:

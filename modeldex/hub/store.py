@@ -7,8 +7,10 @@ the rows to the session without committing.
 
 What each row's `raw` column holds: the object as received, unknown fields included, except that nested lists
 whose items have rows of their own (`modelVersions`, `files`, `images`) are replaced by the ids of those rows in
-the order received, and `hashes` by the names of the algorithms. So `raw` remembers the order and whether the key
-was there at all (a version may have no `images` key), and the rows stay the one copy of the content.
+the order received, and `hashes` by the names of the algorithms; an image's `meta` stays in its own column only. So
+`raw` remembers the order and whether the key was there at all (a version may have no `images` key), and the rows
+stay the one copy of the content. An image's `raw` merges the fields of both shapes it comes in (embedded in a
+version, an item of `/images`).
 
 Merging: a later answer updates the columns it carries and keeps the others (a `/models` item lacks the version
 description that `/model-versions/{id}` has). Versions, files and images missing from a later answer are kept:
@@ -62,6 +64,8 @@ _ALGO_BY_LOWER = {algo.lower(): algo for algo in HASH_ALGOS}
 # Keys whose content lives in rows of their own; raw keeps only the ids (or names) in order.
 _MODEL_CHILDREN = "modelVersions"
 _VERSION_CHILDREN = ("files", "images")
+# Kept only in its column: it can be large (a ComfyUI graph) and a null `meta` must not hide the stored one.
+_IMAGE_OWN_COLUMN = "meta"
 
 
 def canonical_algo(name: str) -> str:
@@ -155,7 +159,8 @@ def upsert_images(
 
     `version_id` links them to a version; without it a new image gets the first id of its `modelVersionIds` that is
     stored, and an existing image keeps its link. Stored generation `meta` is never replaced by a null one: `/models`
-    and `/images` without `withMeta` leave it out.
+    and `/images` without `withMeta` leave it out. The other fields go to `raw`, merged over what earlier answers
+    sent: `/images` adds `postId`, `stats`, `createdAt` and `username`, which an embedded image lacks.
     """
     stored: list[Image] = []
     for item in items:
@@ -190,6 +195,7 @@ def upsert_images(
         meta = obj.get("meta")
         if isinstance(meta, Mapping):
             image.meta = dict(meta)
+        image.raw = _merge_raw(image.raw, {k: v for k, v in obj.items() if k != _IMAGE_OWN_COLUMN})
         stored.append(image)
     return stored
 

@@ -92,5 +92,7 @@ def test_first_release_database_upgrades_with_its_rows(tmp_path: Path) -> None:
         local = session.scalars(select(LocalFile)).one()
         assert local.version_file is not None and local.version_file.name == "frozen.safetensors"
         assert session.get(SyncState, "cursor") is not None
+        image = session.get(Image, 5000)
+        assert image is not None and image.meta == {"seed": 1} and image.raw is None  # raw arrived in 0003
         assert [m.id for m in search_models(session, "frozenword", 10)] == [10]
     engine.dispose()

@@ -16,9 +16,6 @@ from modeldex.db.engine import make_engine, session_factory
 from modeldex.db.migrate import ensure_schema
 from modeldex.hub.serve.catalog import builtin_catalog_path
 
-# Image fields CivitAI sends that the `image` table has no column for (they do not survive a round trip).
-IMAGE_FIELDS_NOT_STORED = ("metadata", "onSite", "minor", "poi", "remixOfId")
-
 
 def catalog_items() -> list[dict[str, Any]]:
     """A fresh deep copy of the shipped fixture catalogue's items."""
@@ -59,16 +56,6 @@ def copy_database(template: Path, folder: Path) -> sessionmaker[Session]:
 def session_of(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as session:
         yield session
-
-
-def without_unstored_image_fields(model: dict[str, Any]) -> dict[str, Any]:
-    """The model with the image fields the index does not keep removed from every embedded image."""
-    out = copy.deepcopy(model)
-    for version in out.get("modelVersions", []):
-        for image in version.get("images") or []:
-            for key in IMAGE_FIELDS_NOT_STORED:
-                image.pop(key, None)
-    return out
 
 
 def find_item(items: list[dict[str, Any]], model_id: int) -> dict[str, Any]:
