@@ -50,7 +50,7 @@ def fetch(
     hint: str | None = "model.safetensors",
     timeout: float = 5.0,
     sleeps: list[float] | None = None,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> Downloaded:
     with httpx.Client(timeout=timeout) as http:
         return download_file(
@@ -61,7 +61,7 @@ def fetch(
             name_hint=hint,
             retry=FAST_RETRY,
             sleep=(sleeps.append if sleeps is not None else lambda _s: None),
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
 

@@ -116,11 +116,17 @@ def visible_files(folder: Path) -> list[str]:
 
 
 def test_download_sorts_indexes_and_writes_sidecars(
-    env: Path, tmp_path: Path, fault_server: FaultServer, file_host: FaultServer, factory: ModelFactory
+    env: Path,
+    tmp_path: Path,
+    fault_server: FaultServer,
+    file_host: FaultServer,
+    factory: ModelFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model = factory.embedding("sd1", name="demoEmbed_v10.safetensors")
     data = model.read_bytes()
     serve_file(fault_server, file_host, data, "demoEmbed_v10.safetensors")
+    monkeypatch.setenv("CIVITAI_API_KEY", "sk-secret-4242-key")
     result = run("download", "v:7001", "--into", env)
     assert result.exit_code == 0, result.output
     placed = env / "embeddings" / "demoEmbed_v10.safetensors"
@@ -137,14 +143,17 @@ def test_download_sorts_indexes_and_writes_sidecars(
     with Image.open(env / "embeddings" / "demoEmbed_v10.preview.png") as preview:
         assert preview.format == "PNG" and preview.size == (8, 12)
     assert file_host.requests_to("/images/racy.jpeg") == [] and file_host.requests_to("/images/clip.mp4") == []
-    assert "authorization" not in file_host.requests_to(SIGNED)[0].headers
+    assert all("authorization" not in r.headers for r in file_host.requests)  # the file host never sees the key
+    assert fault_server.requests_to(DOWNLOAD)[0].headers["authorization"] == "Bearer sk-secret-4242-key"
+    stored = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]  # the database, its WAL, lock files
+    assert stored and all(b"sk-secret" not in p.read_bytes() for p in stored)
     with sessions(tmp_path)() as session:
         row = session.scalars(select(LocalFile).where(LocalFile.path == str(placed))).one()
         assert (row.version_file_id, row.kind, row.sha256) == (FILE_ID, "embedding", hashlib.sha256(data).hexdigest())
         assert session.get(ModelVersion, VERSION_ID) is not None and session.get(VersionFile, FILE_ID) is not None
     listed = [json.loads(line) for line in run("jobs", "--json").stdout.splitlines()]
     assert len(listed) == 1 and listed[0]["state"] == "done" and listed[0]["result"]["path"] == str(placed)
-    assert listed[0]["bytes_done"] == len(data) and "api_key" not in json.dumps(listed[0]).lower()
+    assert listed[0]["bytes_done"] == len(data) and "sk-secret" not in json.dumps(listed[0])
 
 
 def test_the_same_download_again_is_not_fetched_again(
@@ -371,3 +380,15 @@ def test_download_from_modeldex_serve_as_the_civitai_mirror(
     assert outcome["path"] == str(placed) and outcome["kind"] == "lora" and outcome["base"] == "sdxl"
     assert hashlib.sha256(placed.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert outcome["verified"] is True and outcome["usage"] == "Load LoRA, lora_name: mirrored_style.safetensors"
+
+
+def test_several_targets_run_together_and_the_first_failure_sets_the_status(
+    env: Path, fault_server: FaultServer, file_host: FaultServer, factory: ModelFactory
+) -> None:
+    data = factory.embedding("sd1", name="x.safetensors").read_bytes()
+    serve_file(fault_server, file_host, data, "one.safetensors")
+    result = run("download", "v:999", "v:7001", "--into", env, "--no-preview")
+    assert result.exit_code == 4
+    assert result.stderr.startswith("modeldex: not found: v:999: model version 999 not found")
+    assert (env / "embeddings" / "one.safetensors").read_bytes() == data
+    assert f"sorted: {env / 'embeddings' / 'one.safetensors'}" in result.stdout

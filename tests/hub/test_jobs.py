@@ -285,7 +285,12 @@ def test_stopping_puts_jobs_back_with_their_progress(queue: JobQueue) -> None:
             time.sleep(0.005)
 
     runner = JobRunner(queue, {"download": handler}, heartbeat_seconds=0.05)
-    threading.Thread(target=lambda: (reached.wait(5), time.sleep(0.2), runner.stop())).start()
+    def stop_soon() -> None:
+        reached.wait(5)
+        time.sleep(0.2)
+        runner.stop()
+
+    threading.Thread(target=stop_soon).start()
     outcome = runner.run([job_id])
     job = outcome.jobs[0]
     assert job.state == "queued" and job.lease_until is None and job.bytes_done >= 50_000
