@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modeldex.cli.common import echo_json_line, err_console, open_database, terminal_text, user_errors
+from modeldex.cli.common import echo_json_line, err_console, open_database, terminal_text, user_errors, utf8_text
 from modeldex.config import load_settings
 from modeldex.db.scanning import ScanObserver, ScanSummary
 from modeldex.db.scanning import scan as scan_paths
@@ -64,7 +64,9 @@ def scan(paths: tuple[Path, ...], as_json: bool, autov3: bool, jobs: int | None)
 
 class _JsonObserver(ScanObserver):
     def record(self, record: ScanRecord) -> None:
-        echo_json_line(record.to_json())
+        line = record.to_json()
+        line["path"] = utf8_text(line["path"])  # a name that is not UTF-8 shows its bytes as \x.. escapes
+        echo_json_line(line)
 
 
 class _HumanObserver(ScanObserver):
@@ -73,6 +75,7 @@ class _HumanObserver(ScanObserver):
     def __init__(self) -> None:
         self.kinds: Counter[str] = Counter()
         self.errors: list[tuple[str, str]] = []
+        self.unsafe: list[tuple[str, str]] = []
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
@@ -99,6 +102,9 @@ class _HumanObserver(ScanObserver):
         self.kinds[record.identification.kind] += 1
         if record.error is not None:
             self.errors.append((record.identification.path, record.error))
+        if record.identification.unsafe:
+            names = ", ".join(record.identification.unsafe_globals) or "globals outside the allow-list"
+            self.unsafe.append((record.identification.path, names))
         if self._progress is not None and self._task is not None and not record.cached:
             self._examined += 1
             size = getattr(record.target, "size", 0) if record.hashes is not None else 0
@@ -133,12 +139,24 @@ def _print_summary(summary: ScanSummary, observer: _HumanObserver) -> None:
         for kind, count in sorted(observer.kinds.items(), key=lambda kv: (-kv[1], kv[0])):
             kinds.add_row(kind, str(count))
         console.print(kinds)
+    if observer.unsafe:
+        console.print(f"unsafe pickles, never loaded ({len(observer.unsafe)}):", style="bold red")
+        for path, names in observer.unsafe[:ERRORS_SHOWN]:
+            console.print(f"  {terminal_text(path)}: {names}", markup=False, soft_wrap=True)
+        if len(observer.unsafe) > ERRORS_SHOWN:
+            console.print(f"  ... and {len(observer.unsafe) - ERRORS_SHOWN} more (see --json)")
     if observer.errors:
         console.print(f"errors ({len(observer.errors)}):", style="bold")
         for path, error in observer.errors[:ERRORS_SHOWN]:
             console.print(f"  {terminal_text(path)}: {terminal_text(error)}", markup=False, soft_wrap=True)
         if len(observer.errors) > ERRORS_SHOWN:
             console.print(f"  ... and {len(observer.errors) - ERRORS_SHOWN} more (see --json)")
+    for path in summary.unrecorded:
+        console.print(
+            f"not recorded in the index (its name is not valid UTF-8; rename it): {terminal_text(path)}",
+            markup=False,
+            soft_wrap=True,
+        )
     for path in summary.vanished:
         console.print(f"removed from the index (gone): {terminal_text(path)}", markup=False, soft_wrap=True)
 

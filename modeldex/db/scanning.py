@@ -51,6 +51,8 @@ class ScanSummary:
     bytes_hashed: int = 0
     vanished: list[str] = field(default_factory=list)
     """Rows deleted because their file is gone from a scanned folder (absolute paths)."""
+    unrecorded: list[str] = field(default_factory=list)
+    """Files identified and hashed but not stored: their names are not valid UTF-8, which the index cannot hold."""
     seconds: float = 0.0
 
 
@@ -97,7 +99,10 @@ def scan(
         for record in pool.map(run, targets, ready=ready):
             _count(summary, record)
             if not record.cached and isinstance(record.target, Target):
-                writer.add(_row_values(record))
+                if _utf8(record.target.path):
+                    writer.add(_row_values(record))
+                else:
+                    summary.unrecorded.append(record.target.path)
             observer.record(record)
         seen = {t.path for t in targets}
         summary.vanished = _vanished(cache, roots, seen)
@@ -106,6 +111,15 @@ def scan(
         writer.flush()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _utf8(path: str) -> bool:
+    """Whether a path has a faithful UTF-8 spelling (undecodable bytes in a name come as surrogate escapes)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _each_path_once(targets: Iterable[Target | Problem]) -> list[Target | Problem]:
