@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from modeldex.cli.common import echo_json_line, user_errors
+from modeldex.cli.common import echo_json_line, terminal_text, user_errors, utf8_text
 from modeldex.errors import ModeldexError
 from modeldex.generator.image_meta import ImageParameters, read_parameters
 from modeldex.generator.params import GenerationParams
@@ -46,7 +46,7 @@ def meta(images: tuple[Path, ...], as_json: bool) -> None:
 
 def _record(found: ImageParameters) -> dict[str, Any]:
     return {
-        "path": str(found.path),
+        "path": utf8_text(str(found.path)),
         "source": found.source,
         "a1111": found.a1111,
         "params": found.params.to_dict(),
@@ -55,19 +55,20 @@ def _record(found: ImageParameters) -> dict[str, Any]:
 
 def _emit_error(path: Path, message: str, as_json: bool, *, first: bool) -> None:
     if as_json:
-        echo_json_line({"path": str(path), "source": None, "error": message})
+        echo_json_line({"path": utf8_text(str(path)), "source": None, "error": utf8_text(message)})
         return
     if not first:
         click.echo()
-    click.echo(f"{path}: {message}")
+    click.echo(f"{terminal_text(str(path))}: {terminal_text(message)}")
 
 
 def _print_summary(found: ImageParameters, *, first: bool) -> None:
     if not first:
         click.echo()
-    click.echo(f"{found.path}  [{found.source}]")
+    click.echo(f"{terminal_text(str(found.path))}  [{found.source}]")
     for label, value in summary_lines(found.params):
-        click.echo(f"  {label + ':':<10} {value}")
+        # Escaped: an infotext is text from a stranger's image, and may carry terminal escape sequences.
+        click.echo(f"  {label + ':':<10} {terminal_text(value)}")
 
 
 def summary_lines(p: GenerationParams) -> list[tuple[str, str]]:
