@@ -41,7 +41,7 @@ from modeldex.hub.job_runner import JobContext
 from modeldex.hub.retry import RetryPolicy
 from modeldex.identify.identify import identify_path
 from modeldex.identify.layouts import LayoutOptions, check_layout
-from modeldex.identify.sorting.fsops import sha256_file
+from modeldex.identify.sorting.fsops import same_file, sha256_file
 from modeldex.identify.sorting.journal import Journal
 
 KIND = "download"
@@ -241,16 +241,24 @@ class DownloadHandler:
 
     def _place(self, path: Path, sha256: str, request: DownloadRequest) -> Placement | None:
         destination = Path(request.destination)
-        if not path.is_file():
-            found = (
-                find_sorted(path, sha256, self.journal, sort_lock=self.sort_lock)
-                if request.sort
-                else _find_saved(path, sha256, [destination, destination / UNSORTED_DIR])
-            )
+        if request.sort:
+            # A sort of this very file by an earlier run that was killed: finished here, never left half-done
+            # (an interrupted run would also make `modeldex sort` refuse to start).
+            found = find_sorted(path, sha256, self.journal, sort_lock=self.sort_lock)
+            if found is not None:
+                if path.exists() and not same_file(path, found):
+                    os.unlink(path)  # verified to hold the same content as the sorted copy
+                ident = identify_path(found)
+                return Placement(found, "move", "sorted by an earlier run", ident.kind, ident.base)
+        if not path.is_file():  # saved by an earlier run that was stopped before recording it
+            folder = destination / UNSORTED_DIR if request.sort else destination
+            found = _find_saved(path, sha256, [folder])
             if found is None:
                 return None
             ident = identify_path(found)
-            return Placement(found, "move" if request.sort else "saved", "placed earlier", ident.kind, ident.base)
+            return Placement(
+                found, "kept" if request.sort else "saved", "saved by an earlier run", ident.kind, ident.base
+            )
         ident = identify_path(path)
         if not request.sort:
             target = save_plain(path, destination)
