@@ -35,9 +35,9 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         except ModeldexError as exc:
             # Escaped: messages hold paths and TOML table names like "[sort]" that Rich would eat as markup.
             # soft_wrap: the error stays one line however narrow the terminal, so scripts can grep it.
-            err_console.print(
-                f"[bold red]modeldex: {escape(exc.title)}:[/] {escape(exc.message)}", markup=True, soft_wrap=True
-            )
+            # terminal_text: a path in the message may hold a newline or an escape sequence of a hostile name.
+            message = escape(terminal_text(exc.message))
+            err_console.print(f"[bold red]modeldex: {escape(exc.title)}:[/] {message}", markup=True, soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("modeldex: interrupted")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from modeldex.cli.common import echo_json_line, user_errors
+from modeldex.cli.common import echo_json_line, terminal_text, user_errors
 
 
 @click.command()
@@ -33,7 +33,8 @@ def convert(file: Path, out: Path | None, force: bool, as_json: bool) -> None:
     if as_json:
         echo_json_line(result.to_json())
         return
-    click.echo(f"wrote {result.output} ({result.tensors} tensors, {_size(result.bytes_written)})")
+    noun = "tensor" if result.tensors == 1 else "tensors"
+    click.echo(f"wrote {terminal_text(str(result.output))} ({result.tensors} {noun}, {_size(result.bytes_written)})")
     if result.wrapper:
         click.echo(f"  unwrapped: {result.wrapper}")
     kept = [name for name in result.metadata if name != "format"]

@@ -171,7 +171,8 @@ def _resolve_output(source: Path, output: Path | None, overwrite: bool) -> Path:
     if target.is_dir():
         target = target / default_output(Path(source.name))
     if not target.parent.is_dir():
-        raise UsageError(f"the output folder {target.parent} does not exist")
+        what = "is not a folder" if os.path.lexists(target.parent) else "does not exist"
+        raise UsageError(f"the output folder {target.parent} {what}")
     if target.exists() or target.is_symlink():
         if target.exists() and os.path.samefile(target, source):
             raise UsageError(f"{target} is the source file itself; choose another output with --out")
