@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -118,7 +118,10 @@ def download(
             names = {job_id: request.describe() for job_id, request in zip(ids, to_fetch, strict=True)}
             with progress_bars(names) as observer:
                 runner = make_runner(settings, sessions, client, queue, observer=observer, previews=not no_preview)
-                outcome = runner.run(ids)
+                try:
+                    outcome = runner.run(ids)
+                except KeyboardInterrupt:
+                    interrupted()
             jobs = outcome.jobs
         else:
             jobs = []
@@ -143,6 +146,17 @@ def print_job_outcomes(jobs: list[JobInfo], as_json: bool) -> list[int]:
 
 
 # --- shared with `modeldex jobs` ----------------------------------------------------------------------------------------
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C: the jobs went back to the queue with their `.part` files; say how to resume, exit 130."""
+    err_console.print(
+        "modeldex: interrupted: the downloads stay queued with what they fetched; run the same command again "
+        "(or `modeldex jobs --run`) to resume them",
+        markup=False,
+        soft_wrap=True,
+    )
+    sys.exit(130)
 
 
 def civitai_client(settings: Settings) -> CivitaiClient:

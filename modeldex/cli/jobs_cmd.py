@@ -11,6 +11,7 @@ import click
 from modeldex.cli.common import echo_json_line, open_database, user_errors
 from modeldex.cli.download_cmd import (
     civitai_client,
+    interrupted,
     job_queue,
     make_runner,
     print_job_outcomes,
@@ -101,7 +102,10 @@ def _run(settings: Settings, sessions: sessionmaker[Session], queue: JobQueue, a
     names = {job.id: str(job.payload.get("file_name") or f"job {job.id}") for job in pending}
     with civitai_client(settings) as client, progress_bars(names) as observer:
         runner = make_runner(settings, sessions, client, queue, observer=observer)
-        outcome = runner.run([job.id for job in pending], wait_for_others=False)
+        try:
+            outcome = runner.run([job.id for job in pending], wait_for_others=False)
+        except KeyboardInterrupt:
+            interrupted()
     codes = print_job_outcomes(outcome.jobs, as_json)
     if codes:
         sys.exit(codes[0])

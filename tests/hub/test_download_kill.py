@@ -116,3 +116,50 @@ def test_killed_at_random_points_the_download_ends_whole_and_verified(
     ranges = [r.headers.get("range") for r in file_host.requests_to("/signed/killable")]
     if killed and len(ranges) > 1:
         assert any(r and r != "bytes=0-" for r in ranges), f"seed {seed}: no run resumed a part ({ranges})"
+
+
+def test_ctrl_c_leaves_a_queued_job_that_the_next_run_resumes(
+    tmp_path: Path, fault_server: FaultServer, file_host: FaultServer, factory: ModelFactory
+) -> None:
+    data = factory.lora("sd1", te=False, name="killable.safetensors").read_bytes()
+    whole = file_handler(data, filename="killable.safetensors")
+
+    def slow(request: Recorded) -> Reply:
+        reply = whole(request)
+        reply.chunk_size, reply.chunk_delay = 64 * 1024, 0.04
+        return reply
+
+    fault_server.script(f"/api/v1/model-versions/{VERSION_ID}", Reply.json(version(data, file_host.url)))
+    fault_server.script(f"/api/download/models/{VERSION_ID}", Reply.redirect(file_host.url + "/signed/killable"))
+    file_host.script("/signed/killable", slow)
+    library = tmp_path / "webui"
+    library.mkdir()
+    env = dict(
+        os.environ,
+        MODELDEX_CIVITAI_URL=fault_server.url,
+        MODELDEX_DATA_DIR=str(tmp_path / "data"),
+        MODELDEX_CONFIG=str(tmp_path / "config.toml"),
+    )
+    command = [sys.executable, "-m", "modeldex", "download", f"v:{VERSION_ID}", "--into", str(library), "--no-preview"]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not list(library.rglob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130 and "run the same command again" in stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "modeldex", "jobs", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    job = json.loads(listed.stdout)
+    assert job["state"] == "queued" and 0 < job["bytes_done"] < len(data)
+    (part,) = library.rglob("*.part")
+    kept = part.stat().st_size
+    file_host.script("/signed/killable", whole)  # full speed for the rest
+    final = subprocess.run(command + ["--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert final.returncode == 0, final.stderr
+    outcome = json.loads(final.stdout)
+    assert outcome["resumed_from"] == kept and outcome["fetched"] == len(data) - kept
+    placed = library / "models" / "Lora" / "killable.safetensors"
+    assert hashlib.sha256(placed.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
