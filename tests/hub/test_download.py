@@ -223,7 +223,12 @@ def test_a_slow_answer_times_out_and_is_retried(fault_server: FaultServer, tmp_p
 
 @pytest.mark.parametrize(
     ("first", "waited"),
-    [(Reply.rate_limited(retry_after=2), 2.0), (Reply.error(500, "boom"), 0.0), (Reply.timeout_524(), 0.0)],
+    [
+        (Reply.rate_limited(retry_after=2), 2.0),
+        (Reply.rate_limited(), 0.0),
+        (Reply.error(500, "boom"), 0.0),
+        (Reply.timeout_524(), 0.0),
+    ],
 )
 def test_rate_limits_and_server_errors_are_retried(
     fault_server: FaultServer, tmp_path: Path, first: Reply, waited: float
