@@ -285,6 +285,7 @@ def test_stopping_puts_jobs_back_with_their_progress(queue: JobQueue) -> None:
             time.sleep(0.005)
 
     runner = JobRunner(queue, {"download": handler}, heartbeat_seconds=0.05)
+
     def stop_soon() -> None:
         reached.wait(5)
         time.sleep(0.2)
