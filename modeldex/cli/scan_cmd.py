@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +20,8 @@ from modeldex.db.scanning import scan as scan_paths
 from modeldex.errors import UsageError
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from rich.progress import Progress, TaskID
 
     from modeldex.identify.scanning import ScanRecord
@@ -50,16 +57,51 @@ def scan(paths: tuple[Path, ...], as_json: bool, autov3: bool, jobs: int | None)
         paths = (settings.sort.library,)
     session_factory = open_database(settings)
     observer = _JsonObserver() if as_json else _HumanObserver()
+    stop = threading.Event()
     try:
-        summary = scan_paths(
-            list(paths), session_factory, jobs=jobs or settings.hash_workers, autov3=autov3, observer=observer
+        with _stop_on_interrupt(stop):
+            summary = scan_paths(
+                list(paths),
+                session_factory,
+                jobs=jobs or settings.hash_workers,
+                autov3=autov3,
+                observer=observer,
+                stop=stop,
+            )
+    except KeyboardInterrupt:
+        if isinstance(observer, _HumanObserver):
+            observer.close()
+        err_console.print(
+            "modeldex: interrupted: the files finished so far are in the index; scan again to go on "
+            "(they are not read again)",
+            markup=False,
+            soft_wrap=True,
         )
+        sys.exit(130)
     finally:
         if isinstance(observer, _HumanObserver):
             observer.close()
     if not as_json:
         assert isinstance(observer, _HumanObserver)
         _print_summary(summary, observer)
+
+
+@contextmanager
+def _stop_on_interrupt(stop: threading.Event) -> Iterator[None]:
+    """On Ctrl-C, tell the hashing threads to stop before the KeyboardInterrupt waits for them to finish."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _JsonObserver(ScanObserver):

@@ -10,6 +10,7 @@ scanned; the scan reports it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -63,10 +64,13 @@ def scan(
     jobs: int = 1,
     autov3: bool = False,
     observer: ScanObserver | None = None,
+    stop: threading.Event | None = None,
 ) -> ScanSummary:
     """Scan files and folders (recursively) into `local_file`; see the module docstring.
 
-    `autov3` asks for AutoV3 on every safetensors file (by default only adapters and embeddings get it).
+    `autov3` asks for AutoV3 on every safetensors file (by default only adapters and embeddings get it). Setting
+    `stop` (from a Ctrl-C handler) makes the worker threads abandon the files they are hashing, so the caller's
+    KeyboardInterrupt is not held up; the files finished so far are still stored.
     """
     started = time.perf_counter()
     observer = observer or ScanObserver()
@@ -93,7 +97,7 @@ def scan(
 
     def run(target: Target | Problem) -> ScanRecord:
         assert isinstance(target, Target)
-        return examine(target, autov3=autov3, threaded=pool.hash_threading())
+        return examine(target, autov3=autov3, threaded=pool.hash_threading(), stop=stop)
 
     try:
         for record in pool.map(run, targets, ready=ready):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -136,13 +137,23 @@ def _safetensors_data_start(prefix: bytes, size: int) -> int:
     return 8 + header_len
 
 
+class HashingStopped(Exception):
+    """`hash_file` gave up part-way because its `stop` event was set (the user pressed Ctrl-C)."""
+
+
 def hash_file(
-    path: Path, *, autov3: bool = False, chunk_size: int = CHUNK_SIZE, threaded: bool | None = None
+    path: Path,
+    *,
+    autov3: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+    threaded: bool | None = None,
+    stop: threading.Event | None = None,
 ) -> FileHashes:
     """Hash `path` in one read pass: SHA256, AutoV1, AutoV2, CRC32, BLAKE3, and AutoV3 when `autov3` is set.
 
     `threaded` (default: when the file spans more than one chunk) spreads the hashers over threads; results are
-    identical either way. Raises `ReadError` when the file cannot be read.
+    identical either way. Raises `ReadError` when the file cannot be read, and `HashingStopped` once `stop` is set
+    (checked every chunk: a worker thread hashing a 7 GB file must not hold up a Ctrl-C for a minute).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
@@ -155,10 +166,10 @@ def hash_file(
             if threaded is None:
                 threaded = size > chunk_size
             if threaded:
-                _pass_threaded(f, digests, chunk_size)
+                _pass_threaded(f, digests, chunk_size, stop)
             else:
                 # A small file gets a small buffer: zero-filling 4 MiB per file would dominate a folder of them.
-                _pass_inline(f, digests, min(chunk_size, size + 1))
+                _pass_inline(f, digests, min(chunk_size, size + 1), stop)
     except IsADirectoryError as exc:
         raise ReadError(f"{path} is a folder, not a file") from exc
     except OSError as exc:
@@ -166,12 +177,18 @@ def hash_file(
     return digests.result()
 
 
-def _pass_inline(f: Any, digests: _Digests, chunk_size: int) -> None:
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise HashingStopped
+
+
+def _pass_inline(f: Any, digests: _Digests, chunk_size: int, stop: threading.Event | None = None) -> None:
     """Every hasher on the calling thread (small files, or when the caller already runs one file per core)."""
     buf = bytearray(chunk_size)
     view = memoryview(buf)
     pos = 0
     while n := f.readinto(buf):
+        _check(stop)
         chunk = view[:n]
         digests.sniff(chunk, pos)
         digests.sha256.update(chunk)
@@ -180,7 +197,7 @@ def _pass_inline(f: Any, digests: _Digests, chunk_size: int) -> None:
         pos += n
 
 
-def _pass_threaded(f: Any, digests: _Digests, chunk_size: int) -> None:
+def _pass_threaded(f: Any, digests: _Digests, chunk_size: int, stop: threading.Event | None = None) -> None:
     """SHA256 (and AutoV3) on worker threads, the rest on this one; `BUFFERS` chunks rotate between them."""
     buffers = [bytearray(chunk_size) for _ in range(BUFFERS)]
     views = [memoryview(b) for b in buffers]
@@ -199,6 +216,7 @@ def _pass_threaded(f: Any, digests: _Digests, chunk_size: int) -> None:
             n = f.readinto(buf)
             if not n:
                 break
+            _check(stop)
             chunk = views[index % BUFFERS][:n]
             digests.sniff(chunk, pos)
             futures: list[Future[None]] = [lanes[0].submit(digests.sha256.update, chunk)]

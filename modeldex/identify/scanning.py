@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,16 +166,19 @@ def wants_autov3(identification: Identification, force: bool) -> bool:
     return force or identification.kind in AUTOV3_KINDS
 
 
-def examine(target: Target, *, autov3: bool = False, threaded: bool | None = None) -> ScanRecord:
+def examine(
+    target: Target, *, autov3: bool = False, threaded: bool | None = None, stop: threading.Event | None = None
+) -> ScanRecord:
     """Identify and hash one target; every problem ends up in the record's `error`, nothing raises for a bad file.
 
-    The file is hashed even when identify cannot read it: CivitAI may still know it by hash.
+    The file is hashed even when identify cannot read it: CivitAI may still know it by hash. Raises
+    `HashingStopped` once `stop` is set.
     """
     identification = identify_path(Path(target.path), display=target.display)
     if target.folder:
         return ScanRecord(target, identification)
     try:
-        hashes = hash_file(Path(target.path), autov3=wants_autov3(identification, autov3), threaded=threaded)
+        hashes = hash_file(Path(target.path), autov3=wants_autov3(identification, autov3), threaded=threaded, stop=stop)
     except ReadError as exc:
         if identification.error is None:
             identification.error = exc.message
