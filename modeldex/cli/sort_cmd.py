@@ -7,6 +7,7 @@ database; `--history` lists runs, `--undo [RUN]` reverts one, `--resume [RUN]` f
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,7 +107,7 @@ def sort(
         if history:
             _history(_journal(sessions), as_json)
         else:
-            with _sort_lock(settings):
+            with _sort_lock(settings), _explain_interrupt(_journal(sessions)):
                 _revisit(_journal(sessions), undo, resume, as_json)
         return
     if source is None:
@@ -148,7 +149,8 @@ def sort(
             return
         from modeldex.identify.sorting.apply import apply_plan
 
-        result = apply_plan(plan, journal)
+        with _explain_interrupt(journal):
+            result = apply_plan(plan, journal)
     _print_result(plan, result, as_json)
     if result.problems:
         raise SystemExit(1)
@@ -252,6 +254,19 @@ def _refuse_memory_journal(settings: Settings) -> None:
             f"the index database {settings.resolved_db_url} is in memory: the sort journal would "
             "vanish on exit and the run could not be undone; set db_url to a file (or use --dry-run)"
         )
+
+
+@contextmanager
+def _explain_interrupt(journal: SqlJournal) -> Iterator[None]:
+    """Ctrl-C while files move: say which run stopped part-way and how to finish or revert it (exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        found = _interrupted(journal)
+        if not found:
+            raise
+        err_console.print(f"modeldex: interrupted: {_interrupted_message(*found[0])}", markup=False, soft_wrap=True)
+        sys.exit(130)
 
 
 def _interrupted(journal: SqlJournal) -> list[tuple[int, str]]:
