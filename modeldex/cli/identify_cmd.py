@@ -28,6 +28,29 @@ def _problem(ident: Identification) -> Text:
     return Text("")
 
 
+_NARROW = 120
+"""Below this many columns the nine-column table leaves a few characters per cell: a three-column one is shown."""
+
+
+def _compact_table(rows: list[Identification]) -> Table:
+    """path | what it is (kind, base, variant/algo, format) | the problem, or how to use it."""
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, expand=True)
+    table.add_column("path", overflow="fold", ratio=5)
+    table.add_column("what", overflow="fold", ratio=3)
+    table.add_column("problem / use", overflow="fold", ratio=4)
+    for ident in rows:
+        variant = ident.variant if ident.variant != "normal" else None
+        algo = ident.algo if ident.algo != ident.kind else None
+        what = " ".join(x for x in (ident.kind, ident.base, variant, algo) if x and x != "unknown")
+        problem = _problem(ident)
+        table.add_row(
+            Text(terminal_text(ident.path)),
+            Text(f"{what or 'unknown'} ({ident.format})", style="dim" if ident.kind == "unknown" else ""),
+            problem if problem.plain else Text(terminal_text(identify_hint(ident) or "")),
+        )
+    return table
+
+
 def _table(rows: list[Identification]) -> Table:
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("path", overflow="fold")
@@ -94,5 +117,5 @@ def identify(paths: tuple[str, ...], recursive: bool, as_json: bool) -> None:
         # Piped or redirected: no screen to fit, so keep every cell whole rather than cut it at 80 columns.
         console = Console(highlight=False, soft_wrap=False, width=max(console.width, _PIPE_WIDTH))
     if rows:
-        console.print(_table(rows))
+        console.print(_table(rows) if console.width >= _NARROW else _compact_table(rows))
     console.print(_summary(rows), style="dim")

@@ -52,3 +52,28 @@ def test_sort_plan_keeps_one_line_per_file_and_json_the_real_name(tmp_path: Path
     assert summary.startswith("plan: move 1")
     (line,) = CliRunner().invoke(cli, [*args, "--json"]).output.splitlines()
     assert json.loads(line)["source"] == str(downloads / HOSTILE)
+
+
+def test_identify_at_80_columns_uses_a_table_whose_cells_stay_readable(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from modeldex.cli import identify_cmd
+    from modeldex.identify.identify import identify_path
+
+    factory = ModelFactory(tmp_path)
+    paths = [
+        factory.lora("sdxl", "locon", name="detail-tweaker.safetensors"),
+        factory.checkpoint("sd1", "inpaint", name="v1-5-inpainting.safetensors"),
+        factory.malicious_pickle(tmp_path / "canary", name="free_model.ckpt"),
+    ]
+    rows = [identify_path(p, f"Downloads/{p.name}") for p in paths]
+    out = StringIO()
+    console = Console(file=out, width=80, highlight=False, color_system=None)
+    console.print(identify_cmd._compact_table(rows) if console.width < identify_cmd._NARROW else None)
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for whole in ("lora sdxl locon", "UNSAFE: posix.system", "checkpoint sd1", "Downloads/free_model.ckpt"):
+        assert whole in text, text
+    assert "Downloads/detail-tweaker.safet" in text, text  # a long path folds, but not to a sliver
