@@ -74,9 +74,7 @@ entries = st.fixed_dictionaries(
     st.integers(0, 80),
     st.booleans(),
 )
-def test_fast_and_slow_paths_agree(
-    tensors: dict[str, object], meta: object, buffer_len: int, ascii_only: bool
-) -> None:
+def test_fast_and_slow_paths_agree(tensors: dict[str, object], meta: object, buffer_len: int, ascii_only: bool) -> None:
     header = dict(tensors)
     if meta is not None:
         header["__metadata__"] = meta
@@ -121,7 +119,7 @@ def test_valid_headers_take_the_fast_path() -> None:
     assert _fast_read(raw, 21) is None  # the slow path explains
 
 
-def consistent(offsets: list[tuple[str, list[int]]]) -> bytes:
+def consistent(offsets: list[tuple[str, tuple[list[int], list[int]]]]) -> bytes:
     return json.dumps({k: {"dtype": "F16", "shape": s, "data_offsets": o} for k, (s, o) in offsets}).encode()
 
 
@@ -141,7 +139,10 @@ def consistent(offsets: list[tuple[str, list[int]]]) -> bytes:
         (b'{"__metadata__": null}', 0),
         (b'{"__metadata__": {"dtype": "nonsense"}}', 0),
         (b'{"a": {"dtype": "F16", "dtype": "X", "shape": [1], "data_offsets": [0, 2]}}', 2),
-        (b'{"a": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', 4),
+        (
+            b'{"a": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}',
+            4,
+        ),
         (b'{"a": {"dtype": "F16", "shape": [1], "data_offsets": [2, 0]}}', 2),
         (b'{"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}', 2),
     ],

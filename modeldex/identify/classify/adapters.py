@@ -5,8 +5,12 @@ A merged checkpoint may carry a few LoRA keys, so a file is an adapter only when
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import methodcaller
 
 from modeldex.identify.classify.checkpoints import CONTEXT_BASES
 from modeldex.identify.classify.metadata import base_from_metadata, network_args
@@ -65,6 +69,20 @@ _DORA_SUFFIXES = (
     "lora_magnitude_vector.weight",
     "lora_magnitude_vector.default.weight",
 )
+# Parameters that decide a module's algorithm before (or beside) its down weight; a file with none of them is
+# plain LoRA or LoCon, told apart by the down weights' shapes alone.
+_DECIDING_SUFFIXES = frozenset(
+    {"hada_w1_a", "lokr_w1", "lokr_w1_a", "oft_blocks", "oft_diag", "on_input", "a1.weight", "diff", "w_norm"}
+)
+# Every key `split_adapter_key` accepts without a kohya prefix ends with one of ADAPTER_ENDINGS, and so does every
+# `.alpha` that `collect` counts: the keys that do bound the adapter keys from above. The bound is counted with the
+# shorter ENDING_BOUND (every adapter ending ends with one of them: fewer comparisons, and still no checkpoint key).
+ADAPTER_ENDINGS = (*("." + s for s in DOTTED_SUFFIXES), ".down.weight", ".up.weight", ".alpha")
+ENDING_BOUND = (
+    *("_A.weight", "_B.weight", ".default.weight", "_vector", "_vector.weight", "down.weight", "up.weight"),
+    *("_mid.weight", "_w1_a", "_w1_b", "_w2_a", "_w2_b", "_t1", "_t2", "lokr_w1", "lokr_w2", "oft_blocks"),
+    *("oft_diag", "dora_scale", ".alpha"),
+)
 # When one file mixes algorithms (LyCORIS trains norm layers as `norm` beside any algo), the most specific wins.
 _ALGO_PRIORITY = ("loha", "lokr", "boft", "oft", "glora", "ia3", "full", "locon", "lora", "norm")
 
@@ -77,7 +95,7 @@ _FLUX_RE = re.compile(
 )
 _DIFFUSERS_DIT_RE = re.compile(r"(?:^|\.|_)transformer_blocks[._]\d+[._]attn[._](?:to_q|to_k|add_q_proj)$")
 _SD3_RE = re.compile(r"^lora_unet_joint_blocks_|(?:^|\.)joint_blocks\.")
-_SGM_UNET_RE = re.compile(r"^lora_unet_(?:input_blocks|output_blocks|middle_block)_")
+_SGM_UNET_PREFIXES = ("lora_unet_input_blocks_", "lora_unet_output_blocks_", "lora_unet_middle_block_")
 _DEEP_BLOCK_RE = re.compile(r"transformer_blocks[._]([2-9]|\d\d)[._]")
 _FLUX2_HINT_RE = re.compile(r"stream_modulation")
 _WIDTH_BASES = {768: "sd1", 1024: "sd2", 1280: "sdxl"}
@@ -89,6 +107,8 @@ class Adapter:
 
     modules: dict[str, dict[str, str]] = field(default_factory=dict)
     count: int = 0
+    suffixes: set[str] = field(default_factory=set)
+    """Every parameter suffix any module has."""
 
 
 _SUFFIXES_BY_DOTS = tuple(frozenset(s for s in DOTTED_SUFFIXES if s.count(".") == n) for n in range(3))
@@ -99,6 +119,11 @@ def split_adapter_key(key: str) -> tuple[str, str] | None:
     if key.startswith(KOHYA_PREFIXES):
         module, _, suffix = key.partition(".")
         return (module, suffix) if suffix else None
+    return _split_dotted(key)
+
+
+def _split_dotted(key: str) -> tuple[str, str] | None:
+    """`split_adapter_key` for a key without a kohya prefix."""
     # Split off at most the last three components once, instead of testing every suffix with endswith:
     # a checkpoint has thousands of keys and none of them is an adapter's.
     parts = key.rsplit(".", 3)
@@ -115,49 +140,99 @@ def split_adapter_key(key: str) -> tuple[str, str] | None:
     return None
 
 
+def _kohya_key_count(p: Probe) -> int:
+    """How many keys start with a kohya prefix (binary searches in the sorted keys)."""
+    keys = p.sorted_keys
+    # Every prefix ends with "_": the keys that start with one lie before the same prefix ending in "`".
+    return sum(
+        bisect.bisect_left(keys, prefix[:-1] + "`") - bisect.bisect_left(keys, prefix) for prefix in KOHYA_PREFIXES
+    )
+
+
+def _may_be_adapter(p: Probe) -> bool:
+    """False when adapter keys cannot be the majority, found without splitting any key (checkpoints: C-level passes)."""
+    bound = _kohya_key_count(p)
+    if bound * 2 > len(p.tensors):
+        return True
+    bound += sum(map(str.endswith, p.tensors, repeat(ENDING_BOUND)))
+    return bound * 2 > len(p.tensors)
+
+
 def collect(p: Probe) -> Adapter:
     """Every adapter key of the file, grouped by module (an `alpha` counts when its module is an adapter)."""
+    if _kohya_key_count(p) == len(p.tensors):
+        found = _collect_kohya(p)
+        if found is not None:
+            return found
     adapter = Adapter()
+    modules = adapter.modules
     alphas: list[str] = []
+    count = 0
     for key in p.tensors:
-        split = split_adapter_key(key)
-        if split is None:
-            if key.endswith(".alpha"):
-                alphas.append(key)
-            continue
-        module, suffix = split
-        adapter.modules.setdefault(module, {})[suffix] = key
-        adapter.count += 1
+        if key.startswith(KOHYA_PREFIXES):
+            module, _, suffix = key.partition(".")
+            if not suffix:
+                continue  # (nor can it end with ".alpha")
+        else:
+            split = _split_dotted(key)
+            if split is None:
+                if key.endswith(".alpha"):
+                    alphas.append(key)
+                continue
+            module, suffix = split
+        parts = modules.get(module)
+        if parts is None:
+            modules[module] = {suffix: key}
+        else:
+            parts[suffix] = key
+        count += 1
     for key in alphas:
         module = key[: -len(".alpha")]
-        if module in adapter.modules:
-            adapter.modules[module]["alpha"] = key
-            adapter.count += 1
+        if module in modules:
+            modules[module]["alpha"] = key
+            count += 1
+    adapter.count = count
+    adapter.suffixes = set().union(*modules.values())
     return adapter
+
+
+def _collect_kohya(p: Probe) -> Adapter | None:
+    """`collect` for a file whose keys all carry a kohya prefix (most LoRAs); None if a key has no suffix."""
+    adapter = Adapter()
+    modules = adapter.modules
+    get = modules.get
+    keys = p.tensors
+    for key, (module, _, suffix) in zip(keys, map(str.partition, keys, repeat(".")), strict=True):
+        parts = get(module)
+        if parts is None:
+            modules[module] = {suffix: key}
+        else:
+            parts[suffix] = key
+    adapter.count = len(keys)
+    adapter.suffixes = set().union(*modules.values())
+    # A key with nothing after its first dot is no adapter parameter: leave that rare file to the general loop.
+    return None if "" in adapter.suffixes else adapter
 
 
 def detect_adapter(p: Probe) -> Classification | None:
     """A LoRA/LyCORIS classification when adapter keys are the majority of the file's keys."""
-    if not p.tensors:
+    if not p.tensors or not _may_be_adapter(p):
         return None
     adapter = collect(p)
     if adapter.count * 2 <= len(p.tensors):
         return None
     result = Classification(kind="lora")
-    algos: dict[str, str] = {}  # algo -> a deciding key
-    for parts in adapter.modules.values():
-        found = _module_algo(p, parts)
-        if found is not None:
-            algos.setdefault(found[0], found[1])
-    dora = next((parts[s] for parts in adapter.modules.values() for s in _DORA_SUFFIXES if s in parts), None)
+    suffixes = adapter.suffixes
+    dora = None
+    if not suffixes.isdisjoint(_DORA_SUFFIXES):
+        dora = next((parts[s] for parts in adapter.modules.values() for s in _DORA_SUFFIXES if s in parts), None)
     if dora is not None:
         result.algo = "dora"
         result.evidence.append(p.ev(dora) + " (weight-decomposed)")
     else:
-        algo = next((a for a in _ALGO_PRIORITY if a in algos), "lora")
-        result.algo = algo
-        if algo in algos:
-            result.evidence.append(p.ev(algos[algo]))
+        result.algo, deciding = _algo(p, adapter)
+        if deciding is not None:
+            result.evidence.append(p.ev(deciding))
     args = network_args(p.metadata)
     if "algo" in args:
         result.evidence.append(f"ss_network_args.algo={args['algo']}")
@@ -167,6 +242,44 @@ def detect_adapter(p: Probe) -> Classification | None:
     result.evidence.extend(base_evidence)
     result.evidence.append(f"{adapter.count} of {len(p.tensors)} keys are adapter weights")
     return result
+
+
+def _algo(p: Probe, adapter: Adapter) -> tuple[str, str | None]:
+    """The file's algorithm (the most specific of its modules') and the key that decided it, if any."""
+    suffixes = adapter.suffixes
+    downs = suffixes.intersection(_DOWN_SUFFIXES)
+    if len(downs) <= 1 and suffixes.isdisjoint(_DECIDING_SUFFIXES):
+        # Plain LoRA or LoCon: each module with a down weight is `locon` when it has a mid weight or a spatial
+        # kernel, `lora` otherwise. The same answer as the module-by-module rules, with no Python pass per module.
+        if not downs:
+            return "lora", None
+        get = methodcaller("get", downs.pop())
+        keys = list(filter(None, map(get, adapter.modules.values())))
+        locon = _first_locon(p, adapter, keys, "lora_mid.weight" in suffixes)
+        if locon is not None:
+            return "locon", locon
+        return "lora", keys[0]
+    algos: dict[str, str] = {}  # algo -> a deciding key
+    for parts in adapter.modules.values():
+        found = _module_algo(p, parts)
+        if found is not None:
+            algos.setdefault(found[0], found[1])
+    algo = next((a for a in _ALGO_PRIORITY if a in algos), "lora")
+    return algo, algos.get(algo)
+
+
+def _first_locon(p: Probe, adapter: Adapter, downs: list[str], mids: bool) -> str | None:
+    """The deciding key of the first module (in file order) that `_module_algo` calls locon, if any."""
+    if mids:  # rare: keep the module-by-module rule
+        for parts in adapter.modules.values():
+            found = _module_algo(p, parts)
+            if found is not None and found[0] == "locon":
+                return found[1]
+        return None
+    shapes = list(p.shapes(downs))
+    if 4 not in map(len, shapes):
+        return None
+    return next((k for k, shape in zip(downs, shapes, strict=True) if len(shape) == 4 and shape[2:] != (1, 1)), None)
 
 
 def _module_algo(p: Probe, parts: dict[str, str]) -> tuple[str, str] | None:
@@ -233,48 +346,73 @@ def module_dims(p: Probe, parts: dict[str, str]) -> tuple[int | None, int | None
     return None, None
 
 
+def _with_ending(names: list[str], endings: tuple[str, ...]) -> list[str]:
+    """Names that end with one of `endings` or with one and a newline (where `$` also matches), in order."""
+    endings += tuple(e + "\n" for e in endings)
+    return list(compress(names, map(str.endswith, names, repeat(endings))))
+
+
+def _containing(names: list[str], text: str) -> Iterator[str]:
+    return compress(names, map(str.__contains__, names, repeat(text)))
+
+
+def _starting(names: list[str], prefixes: tuple[str, ...]) -> Iterator[str]:
+    return compress(names, map(str.startswith, names, repeat(prefixes)))
+
+
+def _searching(names: Iterable[str], pattern: re.Pattern[str]) -> Iterator[str]:
+    return filter(pattern.search, names)
+
+
 def _base(p: Probe, adapter: Adapter) -> tuple[str, list[str]]:
+    # Each question goes to the few names that can match (C-level filters on a literal every match holds), in
+    # module order, so that a file with a thousand modules costs no Python-level pass over them.
     names = list(adapter.modules)
     modules = adapter.modules
+    joined = "\n".join(names)
 
-    flux = next((n for n in names if _FLUX_RE.search(n)), None)
-    if flux is not None:
-        return _flux_base(p, modules, flux)
-    sd3 = next((n for n in names if _SD3_RE.search(n)), None)
-    if sd3 is not None:
-        return _sd3_base(p, modules, sd3)
-    dit = next((n for n in names if _DIFFUSERS_DIT_RE.search(n)), None)
-    if dit is not None and not any("attn2" in n for n in names):
-        width = module_dims(p, modules[dit])[0]
-        dit_bases = {3072: "flux1", 6144: "flux2", 1536: "sd3", 2432: "sd35_large"}
-        if width in dit_bases:
-            return dit_bases[width], [f"{_deciding_key(modules[dit])} in-dim {width}"]
-    if any(n.startswith("lora_prior_unet_") for n in names):
+    if "double_blocks" in joined or "single_" in joined:
+        flux = next(_searching(names, _FLUX_RE), None)
+        if flux is not None:
+            return _flux_base(p, modules, flux)
+    if "joint_blocks" in joined:
+        sd3 = next(_searching(names, _SD3_RE), None)
+        if sd3 is not None:
+            return _sd3_base(p, modules, sd3)
+    if "attn2" not in joined and ("attn.to_" in joined or "attn_to_" in joined or "add_q_proj" in joined):
+        dit_names = _with_ending(names, ("attn.to_q", "attn_to_q", "attn.to_k", "attn_to_k", "add_q_proj"))
+        dit = next(_searching(dit_names, _DIFFUSERS_DIT_RE), None)
+        if dit is not None:
+            width = module_dims(p, modules[dit])[0]
+            dit_bases = {3072: "flux1", 6144: "flux2", 1536: "sd3", 2432: "sd35_large"}
+            if width in dit_bases:
+                return dit_bases[width], [f"{_deciding_key(modules[dit])} in-dim {width}"]
+    if p.has_prefix("lora_prior_unet_") and next(_starting(names, ("lora_prior_unet_",)), None) is not None:
         return "cascade", ["lora_prior_unet_* (Stable Cascade prior)"]
 
-    for name in names:
-        if _CROSS_ATTN_RE.search(name):
-            ctx = module_dims(p, modules[name])[0]
-            if ctx in CONTEXT_BASES:
-                return CONTEXT_BASES[ctx], [p.ev(_deciding_key(modules[name])) + " (cross-attention in-dim)"]
+    cross_attn = _containing(names, "attn2") if "attn2" in joined else []
+    for name in _searching(cross_attn, _CROSS_ATTN_RE):
+        ctx = module_dims(p, modules[name])[0]
+        if ctx in CONTEXT_BASES:
+            return CONTEXT_BASES[ctx], [p.ev(_deciding_key(modules[name])) + " (cross-attention in-dim)"]
 
-    te2 = next((n for n in names if n.startswith("lora_te2_") or n.startswith("text_encoder_2.")), None)
-    te1 = next((n for n in names if n.startswith("lora_te1_")), None)
+    te2 = next(_starting(names, ("lora_te2_", "text_encoder_2.")), None)
+    te1 = next(_starting(names, ("lora_te1_",)), None)
     if te2 is not None or te1 is not None:
         return "sdxl", [f"{te2 or te1}.* (two text encoders: SDXL)"]
-    for name in names:
-        if (name.startswith("lora_te_") or name.startswith("text_encoder.")) and _TE_WIDTH_RE.search(name):
-            width_in, width_out = module_dims(p, modules[name])
-            width = width_in or width_out
-            if width in _WIDTH_BASES:
-                return _WIDTH_BASES[width], [p.ev(_deciding_key(modules[name])) + " (text encoder width)"]
+    for name in _searching(_starting(names, ("lora_te_", "text_encoder.")), _TE_WIDTH_RE):
+        width_in, width_out = module_dims(p, modules[name])
+        width = width_in or width_out
+        if width in _WIDTH_BASES:
+            return _WIDTH_BASES[width], [p.ev(_deciding_key(modules[name])) + " (text encoder width)"]
 
-    sgm = next((n for n in names if _SGM_UNET_RE.search(n)), None)
+    sgm = next(_starting(names, _SGM_UNET_PREFIXES), None)
     if sgm is not None:
         return "sdxl", [f"{sgm} (SGM UNet names: kohya SDXL)"]
-    deep = next((n for n in names if _DEEP_BLOCK_RE.search(n)), None)
-    if deep is not None:
-        return "sdxl", [f"{deep} (transformer depth > 2: SDXL)"]
+    if "transformer_blocks" in joined:
+        deep = next(_searching(names, _DEEP_BLOCK_RE), None)
+        if deep is not None:
+            return "sdxl", [f"{deep} (transformer depth > 2: SDXL)"]
 
     from_metadata = base_from_metadata(p.metadata)
     if from_metadata is not None:

@@ -85,7 +85,7 @@ def _ldm_unet(p: Probe) -> tuple[Classification, str] | None:
     result = Classification()
     ev = result.evidence
     conv_in = prefix + "input_blocks.0.0.weight"
-    video = next((k for k in p.with_prefix(prefix + "input_blocks.") if ".time_stack." in k), None)
+    video = p.first_prefixed_containing(prefix + "input_blocks.", ".time_stack.")
     ctx_key = p.first_present(
         [f"{prefix}input_blocks.{i}.1.transformer_blocks.0.attn2.to_k.weight" for i in range(1, 12)]
         + [f"{prefix}middle_block.1.transformer_blocks.0.attn2.to_k.weight"]
@@ -134,7 +134,7 @@ def _diffusers_unet(p: Probe) -> tuple[Classification, str] | None:
     ctx = p.dim(ctx_key, -1) if ctx_key else None
     add_key = prefix + "add_embedding.linear_1.weight"
     adm = p.dim(add_key, -1)
-    video = next((k for k in p.with_prefix(prefix + "down_blocks.") if ".temporal_transformer_blocks." in k), None)
+    video = p.first_prefixed_containing(prefix + "down_blocks.", ".temporal_transformer_blocks.")
     if video is not None:
         result.base = "svd"
         ev.append(f"{video} (temporal layers: video model)")

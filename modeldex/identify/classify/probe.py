@@ -104,13 +104,30 @@ class Probe:
     def has_prefix(self, prefix: str) -> bool:
         return next(self.with_prefix(prefix), None) is not None
 
+    def prefixed(self, prefix: str) -> list[str]:
+        """Keys starting with `prefix` (which is not empty), in sorted order."""
+        keys = self.sorted_keys
+        # The keys starting with a prefix lie before the prefix with its last character incremented.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0x10FFFF else None
+        start = bisect.bisect_left(keys, prefix)
+        stop = bisect.bisect_left(keys, end, start) if end is not None else len(keys)
+        return keys[start:stop]
+
+    def first_prefixed_containing(self, prefix: str, text: str) -> str | None:
+        """The first key (sorted order) that starts with `prefix` and contains `text` (which holds no newline)."""
+        keys = self.prefixed(prefix)
+        if text not in "\n".join(keys):
+            return None
+        return next((k for k in keys if text in k), None)
+
     def contains(self, text: str) -> bool:
         """Whether any key contains `text` (which holds no newline)."""
         return text in self.joined
 
     def first_containing(self, *texts: str) -> str | None:
         """The first key, in header order, that contains every one of `texts` (which hold no newline)."""
-        if not all(t in self.joined for t in texts):
+        # Longest first: the longer the text, the faster a search that fails.
+        if not all(t in self.joined for t in sorted(texts, key=len, reverse=True)):
             return None
         return next((k for k in self.tensors if all(t in k for t in texts)), None)
 
