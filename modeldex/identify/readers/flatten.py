@@ -105,7 +105,11 @@ def _walk(obj: Any, prefix: str, out: dict[str, TensorInfo], budget: _Budget, pa
     path.add(id(obj))
     for key, value in children:
         name = _key(key)
-        _walk(value, f"{prefix}.{name}" if prefix else name, out, budget, path)
+        if type(value) is TensorInfo:  # what the call below would do for it, without the call
+            budget.spend()
+            out[f"{prefix}.{name}" if prefix else name] = value
+        else:
+            _walk(value, f"{prefix}.{name}" if prefix else name, out, budget, path)
     path.discard(id(obj))
 
 
@@ -168,6 +172,14 @@ def flatten(obj: Any) -> Flattened:
     for key, value in list(root.items()):
         name = _key(key)
         if name == result.wrapper:
+            continue
+        if type(value) is TensorInfo:  # a flat state dict: what `_plain` and `_tensors_in` would do, without them
+            budget.spend()
+            if result.wrapper is not None:
+                result.skipped.append(name)
+            else:
+                budget.spend()
+                result.tensors[name] = value
             continue
         try:
             result.values[name] = _plain(value, budget)

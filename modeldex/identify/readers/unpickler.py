@@ -12,6 +12,7 @@ the opcodes (`pickle_scan`) to list every offending global.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 import pickle
 import re
@@ -129,24 +130,15 @@ def _bad(what: str) -> pickle.UnpicklingError:
     return pickle.UnpicklingError(f"malformed {what}")
 
 
-def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None = None) -> TensorInfo:
+def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *_rest: Any) -> TensorInfo:
+    # Once per tensor, thousands of times per checkpoint: the checks are inlined C-level calls.
     if type(storage) is not StorageRef or type(offset) is not int or offset < 0:
         raise _bad("tensor storage")
-    if not _is_int_tuple(size):
+    if type(size) not in (tuple, list) or not _INT_ONLY.issuperset(map(type, size)) or (size and min(size) < 0):
         raise _bad("tensor shape")
     if type(stride) not in (tuple, list) or not _INT_ONLY.issuperset(map(type, stride)):
         raise _bad("tensor stride")
-    return TensorInfo(
-        shape=tuple(size),
-        dtype=dtype or storage.dtype,
-        storage_key=storage.key,
-        storage_offset=storage.offset + offset,
-        stride=tuple(stride),
-    )
-
-
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *_rest: Any) -> TensorInfo:
-    return _tensor(storage, offset, size, stride)
+    return TensorInfo(tuple(size), storage.dtype, storage.key, storage.offset + offset, tuple(stride))
 
 
 def _rebuild_tensor_v3(
@@ -154,7 +146,7 @@ def _rebuild_tensor_v3(
 ) -> TensorInfo:
     if not isinstance(dtype, _Dtype):
         raise _bad("tensor dtype")
-    return _tensor(storage, offset, size, stride, dtype.dtype)
+    return dataclasses.replace(_rebuild_tensor_v2(storage, offset, size, stride), dtype=dtype.dtype or storage.dtype)
 
 
 def _rebuild_parameter(data: Any, *_rest: Any) -> TensorInfo:
@@ -291,7 +283,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         key = str(key) if isinstance(key, str | int) else None
         if key is None or not isinstance(location, str):
             raise _bad("storage reference")
-        root = self.storages.setdefault(key, StorageRef(key, storage_type.dtype, numel, location))
+        root = self.storages.get(key)
+        if root is None:  # the first reference to a storage defines it
+            root = self.storages[key] = StorageRef(key, storage_type.dtype, numel, location)
         view = pid[5] if len(pid) == 6 else None
         if view is None:
             return root
