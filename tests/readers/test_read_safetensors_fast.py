@@ -145,6 +145,8 @@ def consistent(offsets: list[tuple[str, tuple[list[int], list[int]]]]) -> bytes:
         ),
         (b'{"a": {"dtype": "F16", "shape": [1], "data_offsets": [2, 0]}}', 2),
         (b'{"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}', 2),
+        (b'{"a": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2, 0]}}', 2),
+        (b'{"a": {"dtype": "F16", "shape": [1], "data_offsets": {"begin": 0, "end": 2}}}', 2),
     ],
 )
 def test_edge_cases_read_as_the_stdlib_reads_them(raw: bytes, buffer_len: int) -> None:

@@ -18,7 +18,7 @@ import math
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
-from operator import attrgetter, itemgetter, mul, sub
+from operator import attrgetter, mul, sub
 from typing import Annotated, Any, BinaryIO, Literal, cast
 
 import msgspec
@@ -38,12 +38,19 @@ _Dtype = Literal[
 ]  # fmt: skip
 
 
+class _Offsets(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False, frozen=True):
+    """`data_offsets`: exactly two counts. A struct rather than a tuple, so the garbage collector never visits it."""
+
+    begin: _Count
+    end: _Count
+
+
 class _Entry(msgspec.Struct, gc=False):
     """One tensor's header entry. The defaults stand for a missing field and never pass the size check."""
 
     dtype: _Dtype | None = None
     shape: tuple[_Count, ...] | None = None
-    data_offsets: tuple[_Count, _Count] = (1, 0)
+    data_offsets: _Offsets = _Offsets(1, 0)
 
 
 class _Metadata(msgspec.Struct):
@@ -55,11 +62,11 @@ _DECODE_METADATA = msgspec.json.Decoder(_Metadata).decode
 # Everything the fast path may raise on a header that the slow path then explains.
 _FAST_PATH_ERRORS = (msgspec.MsgspecError, ValueError, RecursionError)
 
+_WHOLE_BYTES = {dtype: bits // 8 for dtype, bits in SAFETENSORS_BITS.items() if bits % 8 == 0}
 _DTYPE = attrgetter("dtype")
 _SHAPE = attrgetter("shape")
-_OFFSETS = attrgetter("data_offsets")
-_BEGIN = itemgetter(0)
-_END = itemgetter(1)
+_BEGIN = attrgetter("data_offsets.begin")
+_END = attrgetter("data_offsets.end")
 
 
 class LazyTensors(Mapping[str, TensorInfo]):
@@ -80,7 +87,7 @@ class LazyTensors(Mapping[str, TensorInfo]):
         if info is None:
             entry = self._entries[key]
             assert entry.dtype is not None and entry.shape is not None  # validated before LazyTensors is made
-            info = TensorInfo(shape=entry.shape, dtype=entry.dtype, storage_offset=entry.data_offsets[0])
+            info = TensorInfo(shape=entry.shape, dtype=entry.dtype, storage_offset=entry.data_offsets.begin)
             self._built[key] = info
         return info
 
@@ -111,18 +118,20 @@ class LazyTensors(Mapping[str, TensorInfo]):
 
 def _all_valid(entries: list[_Entry], buffer_len: int) -> bool:
     """The checks msgspec cannot make while decoding, a column at a time: bounds, and shape x dtype = bytes."""
-    offsets = list(map(_OFFSETS, entries))
-    ends = list(map(_END, offsets))
+    ends = list(map(_END, entries))
     if max(ends, default=0) > buffer_len:
         return False
-    held = list(map(sub, ends, map(_BEGIN, offsets)))  # negative when begin > end: never a match below
-    try:
-        numel = list(map(math.prod, map(_SHAPE, entries)))  # TypeError: the shape is missing
-        bits = list(map(SAFETENSORS_BITS.__getitem__, map(_DTYPE, entries)))  # KeyError: the dtype is missing
+    held = map(sub, ends, map(_BEGIN, entries))  # negative when begin > end: never a match below
+    dtypes = set(map(_DTYPE, entries))
+    try:  # TypeError: a shape is missing; KeyError: a dtype is
+        numel = map(math.prod, map(_SHAPE, entries))
+        if len(dtypes) == 1 and (size := _WHOLE_BYTES.get(next(iter(dtypes)))) is not None:
+            return list(held) == list(numel if size == 1 else map(mul, numel, repeat(size)))
+        # numel x bits == 8 x bytes says both "whole bytes" and "the right number of them".
+        bits = map(SAFETENSORS_BITS.__getitem__, map(_DTYPE, entries))
+        return list(map(mul, held, repeat(8))) == list(map(mul, numel, bits))
     except (KeyError, TypeError):
         return False
-    # numel x bits == 8 x bytes says both "whole bytes" and "the right number of them".
-    return list(map(mul, numel, bits)) == list(map(mul, held, repeat(8)))
 
 
 def _fast_read(raw: bytes, buffer_len: int) -> tuple[dict[str, _Entry], dict[str, str]] | None:
@@ -163,7 +172,7 @@ def _check_tensor(name: str, entry: Any, buffer_len: int) -> _Entry:
     numel = math.prod(shape)
     if (numel * bits) % 8 or (numel * bits) // 8 != end - begin:
         raise ReadError(f"tensor {name!r}: {end - begin:,} bytes do not hold shape {shape} of {dtype}")
-    return _Entry(cast(Any, dtype), tuple(shape), (begin, end))  # dtype: a key of SAFETENSORS_BITS, checked above
+    return _Entry(cast(Any, dtype), tuple(shape), _Offsets(begin, end))  # dtype: a SAFETENSORS_BITS key
 
 
 def _check_metadata(value: Any) -> dict[str, str]:
