@@ -17,7 +17,7 @@ import pytest
 from factory import ModelFactory
 
 from modeldex.identify.classify import classify
-from modeldex.identify.classify.adapters import ADAPTER_ENDINGS, ENDING_BOUND, collect
+from modeldex.identify.classify.adapters import ADAPTER_ENDINGS, ENDING_BOUND, KOHYA_PREFIXES, collect
 from modeldex.identify.classify.probe import Probe, first_line
 from modeldex.identify.readers.safetensors_reader import LazyTensors, read_safetensors
 from modeldex.identify.records import Header, TensorInfo
@@ -125,6 +125,11 @@ def test_every_adapter_ending_is_covered_by_the_bound() -> None:
     assert all(e.endswith(ENDING_BOUND) for e in ADAPTER_ENDINGS)
 
 
+def test_kohya_prefixes_are_counted_once() -> None:
+    # The adapter bound adds up the keys under each prefix: no prefix may start another.
+    assert not [(a, b) for a in KOHYA_PREFIXES for b in KOHYA_PREFIXES if a != b and b.startswith(a)]
+
+
 def test_module_names_ending_in_a_newline_still_match_end_anchored_rules() -> None:
     # `$` matches before a final newline: the C-level filters must let such names through.
     sd3 = {
@@ -141,6 +146,10 @@ def test_probe_substring_and_prefix_helpers() -> None:
         plain({"b.x.time_stack.1": (1,), "b.a": (1,), "a.time_stack": (1,), "c\nd": (1,), "p.c": (1,)}).tensors
     )
     assert probe.prefixed("b.") == ["b.a", "b.x.time_stack.1"]
+    assert probe.prefixed("") == probe.sorted_keys and probe.count_prefixed("b") == 2 and probe.count_prefixed("z") == 0
+    assert (
+        Probe(plain({"a\U0010ffff": (1,), "a\U0010ffffb": (1,), "b": (1,)}).tensors).count_prefixed("a\U0010ffff") == 2
+    )
     assert probe.first_prefixed_containing("b.", ".time_stack.") == "b.x.time_stack.1"
     assert probe.first_prefixed_containing("c", "d") == "c\nd"
     assert probe.first_prefixed_containing("p", "c.") is None

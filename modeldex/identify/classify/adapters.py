@@ -5,7 +5,6 @@ A merged checkpoint may carry a few LoRA keys, so a file is an adapter only when
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -141,12 +140,8 @@ def _split_dotted(key: str) -> tuple[str, str] | None:
 
 
 def _kohya_key_count(p: Probe) -> int:
-    """How many keys start with a kohya prefix (binary searches in the sorted keys)."""
-    keys = p.sorted_keys
-    # Every prefix ends with "_": the keys that start with one lie before the same prefix ending in "`".
-    return sum(
-        bisect.bisect_left(keys, prefix[:-1] + "`") - bisect.bisect_left(keys, prefix) for prefix in KOHYA_PREFIXES
-    )
+    """How many keys start with a kohya prefix (no prefix starts another, so none is counted twice)."""
+    return sum(p.count_prefixed(prefix) for prefix in KOHYA_PREFIXES)
 
 
 def _may_be_adapter(p: Probe) -> bool:

@@ -104,14 +104,23 @@ class Probe:
     def has_prefix(self, prefix: str) -> bool:
         return next(self.with_prefix(prefix), None) is not None
 
-    def prefixed(self, prefix: str) -> list[str]:
-        """Keys starting with `prefix` (which is not empty), in sorted order."""
+    def _prefix_range(self, prefix: str) -> tuple[int, int]:
         keys = self.sorted_keys
-        # The keys starting with a prefix lie before the prefix with its last character incremented.
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0x10FFFF else None
         start = bisect.bisect_left(keys, prefix)
-        stop = bisect.bisect_left(keys, end, start) if end is not None else len(keys)
-        return keys[start:stop]
+        if not prefix or ord(prefix[-1]) == 0x10FFFF:
+            return start, start + sum(1 for _ in self.with_prefix(prefix))
+        # The keys starting with a prefix lie before the prefix with its last character incremented.
+        return start, bisect.bisect_left(keys, prefix[:-1] + chr(ord(prefix[-1]) + 1), start)
+
+    def prefixed(self, prefix: str) -> list[str]:
+        """Keys starting with `prefix`, in sorted order."""
+        start, stop = self._prefix_range(prefix)
+        return self.sorted_keys[start:stop]
+
+    def count_prefixed(self, prefix: str) -> int:
+        """How many keys start with `prefix` (two binary searches)."""
+        start, stop = self._prefix_range(prefix)
+        return stop - start
 
     def first_prefixed_containing(self, prefix: str, text: str) -> str | None:
         """The first key (sorted order) that starts with `prefix` and contains `text` (which holds no newline)."""
