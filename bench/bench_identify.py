@@ -18,6 +18,7 @@ Needs torch (to write the pickles and for the pickle baseline).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import statistics
@@ -46,9 +47,14 @@ def links(template: Path, copies: int) -> list[Path]:
 
 
 def rate(paths: list[Path], run: Callable[[Path], object], repeats: int) -> tuple[float, float]:
-    """(best, median) files/s over `repeats` passes."""
+    """(best, median) files/s over `repeats` passes.
+
+    Each pass starts after a full collection: this process holds torch and the factory's objects, and a full
+    collection falling inside one pass would charge their cost to whatever that pass measures.
+    """
     times = []
     for _ in range(repeats):
+        gc.collect()
         start = time.perf_counter()
         for path in paths:
             run(path)
