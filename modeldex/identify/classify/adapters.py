@@ -197,12 +197,13 @@ def _collect_kohya(p: Probe) -> Adapter | None:
     modules = adapter.modules
     get = modules.get
     keys = p.tensors
+    last, parts = None, {}
     for key, (module, _, suffix) in zip(keys, map(str.partition, keys, repeat(".")), strict=True):
-        parts = get(module)
-        if parts is None:
-            modules[module] = {suffix: key}
-        else:
-            parts[suffix] = key
+        if module != last:  # a module's keys usually follow one another: compare before hashing
+            found = get(module)
+            parts = modules[module] = {} if found is None else found
+            last = module
+        parts[suffix] = key
     adapter.count = len(keys)
     adapter.suffixes = set().union(*modules.values())
     # A key with nothing after its first dot is no adapter parameter: leave that rare file to the general loop.
