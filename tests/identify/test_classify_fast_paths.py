@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 import struct
 from collections.abc import Mapping
 
@@ -18,7 +17,7 @@ from factory import ModelFactory
 
 from modeldex.identify.classify import classify
 from modeldex.identify.classify.adapters import ADAPTER_ENDINGS, ENDING_BOUND, KOHYA_PREFIXES, collect
-from modeldex.identify.classify.probe import Probe, first_line
+from modeldex.identify.classify.probe import Probe
 from modeldex.identify.readers.safetensors_reader import LazyTensors, read_safetensors
 from modeldex.identify.records import Header, TensorInfo
 
@@ -156,6 +155,3 @@ def test_probe_substring_and_prefix_helpers() -> None:
     assert probe.first_prefixed_containing("b", "ab") is None  # "b.a" joined to "b.x..." holds no "ab"
     assert probe.first_containing("time_stack", "a.") == "a.time_stack"
     assert probe.first_containing("time_stack", "zz") is None
-    assert not probe.keys_are_lines()
-    assert first_line("ab\ncd\nef", re.compile("d", re.MULTILINE)) == "cd"
-    assert first_line("ab\ncd", re.compile("x", re.MULTILINE)) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Iterable, Iterator, Mapping
 
 from modeldex.identify.readers.safetensors_reader import LazyTensors
@@ -56,14 +55,10 @@ class Probe:
 
     @property
     def joined(self) -> str:
-        """Every key, in header order, joined by newlines (for substring and multi-line regex searches)."""
+        """Every key, in header order, joined by newlines: a text without one is in a key iff it is in this."""
         if self._joined is None:
             self._joined = "\n".join(self.tensors)
         return self._joined
-
-    def keys_are_lines(self) -> bool:
-        """True when no key holds a newline, so that the lines of `joined` are exactly the keys."""
-        return self.joined.count("\n") == max(len(self.tensors) - 1, 0)
 
     def has(self, key: str) -> bool:
         return key in self.tensors
@@ -129,10 +124,6 @@ class Probe:
             return None
         return next((k for k in keys if text in k), None)
 
-    def contains(self, text: str) -> bool:
-        """Whether any key contains `text` (which holds no newline)."""
-        return text in self.joined
-
     def first_containing(self, *texts: str) -> str | None:
         """The first key, in header order, that contains every one of `texts` (which hold no newline)."""
         # Longest first: the longer the text, the faster a search that fails.
@@ -151,13 +142,3 @@ class Probe:
             if f"{prefix}{i}{suffix}" in self.tensors:
                 found = i
         return found
-
-
-def first_line(lines: str, pattern: re.Pattern[str]) -> str | None:
-    """The first line of `lines` where `pattern` (compiled with re.MULTILINE, never matching a newline) matches."""
-    match = pattern.search(lines)
-    if match is None:
-        return None
-    start = lines.rfind("\n", 0, match.start()) + 1
-    end = lines.find("\n", match.start())
-    return lines[start : end if end >= 0 else len(lines)]
