@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from modeldex.cli.common import echo_json_line, terminal_text, user_errors, utf8_text
-from modeldex.identify.identify import identify_path, iter_targets
+from modeldex.identify.bulk import INLINE_BELOW, identify_many
+from modeldex.identify.identify import iter_targets
 from modeldex.identify.records import Identification
 from modeldex.identify.sorting.usage import identify_hint
 
@@ -99,19 +100,37 @@ def _targets(args: tuple[str, ...], recursive: bool) -> Iterator[tuple[Path, str
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-r", "--recursive", is_flag=True, help="Identify every file under the folders given.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per path (JSON Lines).")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes identifying files at once when there are many (default: the hash_workers setting).",
+)
 @user_errors
-def identify(paths: tuple[str, ...], recursive: bool, as_json: bool) -> None:
+def identify(paths: tuple[str, ...], recursive: bool, as_json: bool, jobs: int | None) -> None:
     """Tell what model files are (kind, base model, variant, algorithm) from their tensor keys and shapes.
 
     Nothing is loaded or executed: only headers are read, and pickles that reference code outside the
     allow-list are reported as UNSAFE. A path that cannot be read is reported with its error; the exit
     status is 0 whenever every path was processed.
     """
+    targets = list(_targets(paths, recursive))
+    if jobs is None:
+        # Read the settings only when they can matter: a few files never start a pool, and neither pydantic's
+        # import time nor a broken config file should stand between them and their answer.
+        if len(targets) >= INLINE_BELOW:
+            from modeldex.config import load_settings
+
+            jobs = load_settings().hash_workers
+        else:
+            jobs = 1
+    results = identify_many(targets, jobs=jobs)
     if as_json:
-        for target, shown in _targets(paths, recursive):
-            echo_json_line(identify_path(target, shown).to_json())
+        for ident in results:
+            echo_json_line(ident.to_json())
         return
-    rows = [identify_path(target, shown) for target, shown in _targets(paths, recursive)]
+    rows = list(results)
     console = Console(highlight=False, soft_wrap=False)
     if not console.is_terminal:
         # Piped or redirected: no screen to fit, so keep every cell whole rather than cut it at 80 columns.
