@@ -6,7 +6,8 @@ refusing the rest means a file can at most build plain containers and call our s
 
 This is the C `pickle.Unpickler` (about 2 ms for an SD 1.x checkpoint's 1,100 tensors), so it doubles as the
 globals check on the common path: if it finishes, every global it met was allowed. Only when it stops do we walk
-the opcodes (`pickle_scan`) to list every offending global.
+the opcodes (`pickle_scan`) to list every offending global. Before it runs, `pickle_bounds` walks the opcodes
+once (about 1 ms for that checkpoint) to refuse memo indices the C unpickler would turn into gigabytes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO, ClassVar
 from modeldex.errors import ReadError
 from modeldex.identify.readers.allowlist import global_name, is_allowed, is_rebuilder
 from modeldex.identify.readers.dtypes import NUMPY_CODES, TORCH_DTYPES, TORCH_STORAGES
+from modeldex.identify.readers.pickle_bounds import Bounds, walk_pickle
 from modeldex.identify.readers.pickle_scan import ScanResult, scan_globals
 from modeldex.identify.records import TensorInfo
 
@@ -312,8 +314,12 @@ def _unsafe_or_damaged(rescan: ScanResult, culprit: str | None, problem: str, *,
     raise ReadError(f"{what} is damaged or truncated ({problem})")
 
 
-def load_pickle_bytes(data: bytes, *, what: str = "the pickle") -> PickleContents:
-    """Unpickle `data` with stubs; an unsafe pickle comes back with `unsafe_globals` and no object."""
+def _memo_overflow(data: bytes, bounds: Bounds, what: str) -> PickleContents:
+    problem = f"memo index {bounds.max_memo:,} beyond the end of its {bounds.end:,} bytes"
+    return _unsafe_or_damaged(scan_globals(data[: bounds.end]), None, problem, what=what)
+
+
+def _unpickle(data: bytes, what: str) -> PickleContents:
     # Buffered: the C unpickler reads a plain BytesIO a few bytes at a time, three times slower.
     unpickler = RestrictedUnpickler(io.BufferedReader(io.BytesIO(data), buffer_size=1 << 20))
     try:
@@ -325,24 +331,45 @@ def load_pickle_bytes(data: bytes, *, what: str = "the pickle") -> PickleContent
     return PickleContents(obj=obj, storages=unpickler.storages)
 
 
+def load_pickle_bytes(data: bytes, *, what: str = "the pickle") -> PickleContents:
+    """Unpickle `data` with stubs; an unsafe pickle comes back with `unsafe_globals` and no object.
+
+    A memo index past the pickle's end (which would make the C unpickler allocate 16 bytes per unit of the index)
+    is refused first, as damage, or listed as unsafe if the pickle names a forbidden global.
+    """
+    bounds = walk_pickle(data)
+    if bounds.memo_overflow:
+        return _memo_overflow(data, bounds, what)
+    return _unpickle(data, what)
+
+
+MAX_STREAM_PICKLE = 256 << 20
+"""A pickle inside a stream is read whole before unpickling; a legacy torch object pickle is a few MB at most."""
+
+
 def load_pickle_stream(stream: BinaryIO, *, what: str = "the pickle") -> PickleContents:
     """Like `load_pickle_bytes` for the pickle that starts at the stream's position (legacy torch files).
 
     On success the stream is left just past the pickle's STOP, ready for the next one.
     """
     start = stream.tell()
-    unpickler = RestrictedUnpickler(stream)
-    culprit: str | None = None
-    try:
-        obj = unpickler.load()
-    except ForbiddenGlobal as exc:
-        culprit, problem = exc.name, str(exc)
-    except UNPICKLE_ERRORS as exc:
-        problem = str(exc) or type(exc).__name__
-    else:
-        return PickleContents(obj=obj, storages=unpickler.storages)
-    stream.seek(start)
-    return _unsafe_or_damaged(scan_globals(stream), culprit, problem, what=what)
+    data = stream.read(1 << 20)
+    while True:
+        bounds = walk_pickle(data)
+        if bounds.complete or bounds.needs <= len(data):
+            break  # STOP, or an opcode the unpickler will refuse
+        want = max(bounds.needs, 2 * len(data))
+        if want > MAX_STREAM_PICKLE:
+            raise ReadError(f"{what} is more than {MAX_STREAM_PICKLE >> 20} MB long: not a model file's pickle")
+        more = stream.read(want - len(data))
+        if not more:
+            break  # truncated: the unpickler says where
+        data += more
+    if bounds.memo_overflow:
+        return _memo_overflow(data, bounds, what)
+    contents = _unpickle(data[: bounds.end] if bounds.complete else data, what)
+    stream.seek(start + bounds.end)
+    return contents
 
 
 __all__ = [
