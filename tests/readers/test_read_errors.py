@@ -180,3 +180,39 @@ def test_json_body_that_looks_like_safetensors_length(tmp_path: Path) -> None:
     with pytest.raises(ReadError, match="JSON document.*Model not found"):
         read_header(path)
     assert struct.unpack("<Q", path.read_bytes()[:8])[0] > 100_000_000
+
+
+def _zip_with_flag(path: Path, member: str, *, extra: bool) -> None:
+    """A torch-style zip whose `member` has the 'encrypted' flag bit set (zipfile raises a bare RuntimeError on it)."""
+    import pickle
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        zf.writestr("archive/version", "3\n")
+        if extra:
+            zf.writestr(member, pickle.dumps([1, 2], protocol=2))
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    # Set bit 0 of the general-purpose flags in both the local header and the central directory entry.
+    for signature, flag_offset, name_offset in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        start = 0
+        while (pos := data.find(signature, start)) != -1:
+            if data[pos + name_offset : pos + name_offset + len(name)] == name:
+                data[pos + flag_offset] |= 0x1
+            start = pos + 4
+    path.write_bytes(bytes(data))
+
+
+def test_encrypted_data_pkl_is_a_read_error(tmp_path: Path) -> None:
+    path = tmp_path / "model.ckpt"
+    _zip_with_flag(path, "archive/data.pkl", extra=False)
+    with pytest.raises(ReadError, match="marked encrypted"):
+        read_header(path)
+
+
+def test_encrypted_extra_pickle_member_does_not_crash(tmp_path: Path) -> None:
+    path = tmp_path / "model.ckpt"
+    _zip_with_flag(path, "archive/extra.pkl", extra=True)
+    header = read_header(path)
+    assert header.unsafe_globals == []

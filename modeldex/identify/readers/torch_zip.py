@@ -30,7 +30,14 @@ _MAX_LISTED = 100
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, ValueError, OverflowError)
 
 
+def _is_encrypted(info: zipfile.ZipInfo) -> bool:
+    # zipfile raises a bare RuntimeError for these; torch never writes them, so a set bit means damage or a trick.
+    return bool(info.flag_bits & 0x1)
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    if _is_encrypted(info):
+        raise ReadError(f"the zip member {info.filename} is marked encrypted: damaged, or not a torch checkpoint")
     if info.file_size > MAX_PICKLE_BYTES:
         raise ReadError(f"{info.filename} is {info.file_size:,} bytes, too large for a checkpoint's pickle")
     try:
@@ -40,6 +47,8 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 
 def _looks_like_pickle(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    if _is_encrypted(info):
+        return False
     if info.filename.lower().endswith(_PICKLE_SUFFIXES):
         return True
     if info.is_dir() or info.file_size < 2:
