@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from factory import ModelFactory
+from hypothesis import settings
+
+# CI replays a fixed set of examples so that a run can't fail on an input nobody has seen; local runs keep exploring
+# (and store what they find in .hypothesis/), which is where new bugs are found and turned into regression tests.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
