@@ -71,6 +71,27 @@ def _first_prefix(p: Probe, prefixes: tuple[str, ...], *suffixes: str) -> str | 
     return None
 
 
+def _decide_unet_base(
+    p: Probe, result: Classification, video: str | None, ctx_key: str | None, adm_key: str
+) -> int | None:
+    """Set `result.base` of a UNet (either layout): temporal layers, then the cross-attention context width, then the
+    width of the added (ADM) embedding; evidence for what decided it. Returns the ADM width."""
+    ctx = p.dim(ctx_key, -1) if ctx_key else None
+    adm = p.dim(adm_key, -1)
+    if video is not None:
+        result.base = "svd"
+        result.evidence.append(f"{video} (temporal layers: video model)")
+    elif ctx in CONTEXT_BASES and ctx_key is not None:
+        result.base = CONTEXT_BASES[ctx]
+        result.evidence.append(p.ev(ctx_key))
+    elif adm in ADM_BASES:
+        result.base = ADM_BASES[adm]
+        result.evidence.append(p.ev(adm_key))
+    else:
+        result.evidence.append("no cross-attention key with a known context width")
+    return adm
+
+
 def _ldm_unet(p: Probe) -> tuple[Classification, str] | None:
     """SD1/SD2/SDXL/refiner/SVD UNet in the LDM/SGM layout (`input_blocks`, `middle_block`, `output_blocks`)."""
     prefix = None
@@ -90,20 +111,8 @@ def _ldm_unet(p: Probe) -> tuple[Classification, str] | None:
         [f"{prefix}input_blocks.{i}.1.transformer_blocks.0.attn2.to_k.weight" for i in range(1, 12)]
         + [f"{prefix}middle_block.1.transformer_blocks.0.attn2.to_k.weight"]
     )
-    ctx = p.dim(ctx_key, -1) if ctx_key else None
     adm_key = prefix + "label_emb.0.0.weight"
-    adm = p.dim(adm_key, -1)
-    if video is not None:
-        result.base = "svd"
-        ev.append(f"{video} (temporal layers: video model)")
-    elif ctx in CONTEXT_BASES and ctx_key is not None:
-        result.base = CONTEXT_BASES[ctx]
-        ev.append(p.ev(ctx_key))
-    elif adm in ADM_BASES:
-        result.base = ADM_BASES[adm]
-        ev.append(p.ev(adm_key))
-    else:
-        ev.append("no cross-attention key with a known context width")
+    adm = _decide_unet_base(p, result, video, ctx_key, adm_key)
     if adm in ADM_BASES and ctx_key is not None and result.base == ADM_BASES[adm]:
         ev.append(p.ev(adm_key))
     in_ch = p.dim(conv_in, 1)
@@ -131,21 +140,8 @@ def _diffusers_unet(p: Probe) -> tuple[Classification, str] | None:
         [f"{prefix}down_blocks.{i}.attentions.0.transformer_blocks.0.attn2.to_k.weight" for i in range(4)]
         + [f"{prefix}mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight"]
     )
-    ctx = p.dim(ctx_key, -1) if ctx_key else None
-    add_key = prefix + "add_embedding.linear_1.weight"
-    adm = p.dim(add_key, -1)
     video = p.first_prefixed_containing(prefix + "down_blocks.", ".temporal_transformer_blocks.")
-    if video is not None:
-        result.base = "svd"
-        ev.append(f"{video} (temporal layers: video model)")
-    elif ctx in CONTEXT_BASES and ctx_key is not None:
-        result.base = CONTEXT_BASES[ctx]
-        ev.append(p.ev(ctx_key))
-    elif adm in ADM_BASES:
-        result.base = ADM_BASES[adm]
-        ev.append(p.ev(add_key))
-    else:
-        ev.append("no cross-attention key with a known context width")
+    _decide_unet_base(p, result, video, ctx_key, prefix + "add_embedding.linear_1.weight")
     conv_in = prefix + "conv_in.weight"
     ev.append(p.ev(conv_in))
     in_ch = p.dim(conv_in, 1)
